@@ -1,0 +1,144 @@
+"""Run variants over cases: validate once against the reference, time, and derive GB/s, % of the
+measured copy bandwidth, arithmetic intensity and speedup against the op's baseline."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from quantbench.kernels import formats as formats_registry
+
+from . import results as results_store
+from .peak import COPY_BYTES, copy_bandwidth
+from .registry import Case, Unavailable, Variant, get_op, variants
+from .timing import Timing, TimingConfig, time_callable
+
+
+@dataclass
+class BenchResult:
+    case: Case
+    variant: Variant
+    timing: Timing | None = None
+    status: str = "ok"  # "ok", "unavailable: <reason>", "failed: <reason>"
+    bytes: int = 0
+    flops: float = 0.0
+    peak_bytes_per_s: float = 0.0
+    speedup: float | None = None
+
+    @property
+    def device(self) -> str:
+        return self.case.device
+
+    @property
+    def gbps(self) -> float | None:
+        return self.bytes / self.timing.median / 1e9 if self.timing else None
+
+    @property
+    def pct_peak(self) -> float | None:
+        return 100 * self.bytes / self.timing.median / self.peak_bytes_per_s if self.timing else None
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes if self.bytes else 0.0
+
+    def row(self) -> dict:
+        t = self.timing
+        return {
+            "op": self.case.op, "format": self.case.format, "backend": self.variant.backend,
+            "variant": self.variant.name, "shape": self.case.shape_id,
+            "time_us": t.median * 1e6 if t else None,
+            "noise_pct": 100 * t.noise if t else None,
+            "gbps": self.gbps, "pct_peak": self.pct_peak,
+            "flop_per_byte": round(self.intensity, 3),
+            "speedup": self.speedup, "status": self.status,
+        }
+
+
+COLUMNS = ["op", "format", "backend", "variant", "shape", "time_us", "noise_pct", "gbps", "pct_peak",
+           "flop_per_byte", "speedup", "status"]
+
+
+def select(op: str, formats: list[str] | None, backends: list[str] | None,
+           names: list[str] | None = None) -> list[tuple[Variant, str]]:
+    """(variant, format spec) pairs to run for an op."""
+    op_obj = get_op(op)
+    specs = formats or (op_obj.formats() if op_obj.formats else None)
+    if specs is None:
+        raise ValueError(f"op {op} needs --format")
+    pairs = []
+    for spec in specs:
+        formats_registry.get(spec)  # an unknown format or bad option fails here, naming it
+        for v in variants(op=op, format=spec):
+            if backends and v.backend not in backends:
+                continue
+            if names and v.name not in names:
+                continue
+            pairs.append((v, spec))
+    return pairs
+
+
+def run_bench(op: str, pairs: list[tuple[Variant, str]], cases_for=None, config: TimingConfig | None = None,
+              validate: bool = True, progress: bool = True) -> list[BenchResult]:
+    """Time each (variant, format) on each of its cases; `cases_for(spec)` defaults to the op's."""
+    op_obj = get_op(op)
+    cases_for = cases_for or op_obj.default_cases
+    out: list[BenchResult] = []
+    for i, (v, spec) in enumerate(pairs):
+        for case in cases_for(spec):
+            if progress:
+                print(f"[{i + 1}/{len(pairs)}] {op} {spec} {v.backend}/{v.name} {case.shape_id}",
+                      file=sys.stderr, flush=True)
+            out.append(_run_one(op_obj, v, case, config, validate))
+    _fill_speedups(out, op_obj.baseline)
+    return out
+
+
+def _run_one(op_obj, v: Variant, case: Case, config, validate) -> BenchResult:
+    reason = v.availability()
+    if reason:
+        return BenchResult(case, v, status=f"unavailable: {reason}")
+    case = case.with_device(v.run_device())
+    result = BenchResult(case, v, bytes=op_obj.bytes(case), flops=op_obj.flops(case))
+    try:
+        fn = v.build(case)
+        if validate and op_obj.check:
+            op_obj.check(case, fn(), op_obj.reference(case))
+        result.timing = time_callable(fn, case.device, f"{case.id}/{v.backend}/{v.name}", config)
+    except Unavailable as exc:
+        result.status = f"unavailable: {exc}"
+        return result
+    except AssertionError as exc:
+        result.status = f"failed: wrong result: {exc}"
+        return result
+    result.peak_bytes_per_s = copy_bandwidth(case.device)
+    return result
+
+
+def _fill_speedups(results: list[BenchResult], baseline: tuple[str, str]) -> None:
+    base = {(r.case.format, r.case.dims): r.timing.median for r in results
+            if r.timing and (r.variant.backend, r.variant.name) == baseline}
+    for r in results:
+        ref = base.get((r.case.format, r.case.dims))
+        if r.timing and ref:
+            r.speedup = ref / r.timing.median
+
+
+def to_records(results: list[BenchResult]) -> list[dict]:
+    records = []
+    peaks = {}
+    for r in results:
+        if not r.timing:
+            continue
+        common = dict(op=r.case.op, format=r.case.format, backend=r.variant.backend, variant=r.variant.name,
+                      case=r.case.shape_id, device=r.device)
+        records.append(results_store.make_record(metric="time", value=r.timing.median, unit="s",
+                                                 direction="lower", samples=r.timing.samples_s, **common))
+        records.append(results_store.make_record(metric="gbps", value=r.gbps, unit="GB/s",
+                                                 direction="higher", **common))
+        records.append(results_store.make_record(metric="pct_peak", value=r.pct_peak, unit="%",
+                                                 direction="higher", **common))
+        peaks[r.device] = r.peak_bytes_per_s
+    for device, peak in peaks.items():
+        records.append(results_store.make_record(
+            op="copy", format="f32", backend="torch", variant="copy", case=f"bytes={2 * COPY_BYTES}",
+            metric="copy_gbps", value=peak / 1e9, unit="GB/s", direction="higher", device=device))
+    return records

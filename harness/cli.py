@@ -1,0 +1,42 @@
+"""`quantbench` command line: one module per subcommand in harness/commands/."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from quantbench.kernels.formats import FormatError
+
+from .commands import COMMANDS
+from .errors import UserError
+from .registry import Unavailable
+from .results import ResultsError, set_command
+
+USER_ERRORS = (UserError, FormatError, ResultsError, Unavailable)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantbench",
+        description="Microbenchmarks, profiling and quality (KLD) for sub-fp16 LLM quantization.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"quantbench.harness.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    set_command(["quantbench", *argv])
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except USER_ERRORS as exc:
+        print(f"quantbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Subcommands. Each module defines `add_parser(subparsers)`, which sets `func` on its parser."""
+
+COMMANDS = [
+    "list",
+    "bench",
+    "run",
+    "formats",
+]

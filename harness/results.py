@@ -1,0 +1,168 @@
+"""Records and the results store.
+
+One record per (op, format, backend, variant, case, metric):
+    op, format, backend, variant, case, metric, value, unit, direction ("lower"/"higher" is
+    better), samples (raw measurements, may be empty), env (commit, dirty, device, versions,
+    time) and command (the command line that reproduces it).
+
+Records are JSON lines under `results/` (one file per commit: `results/<commit12>[-dirty].jsonl`,
+or the path given). Appends are atomic: the new file is written beside the old one, fsynced, and
+renamed over it, under an exclusive lock; a file that does not parse is reported with its line
+number and never rewritten.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from . import env as envmod
+
+FIELDS = ("op", "format", "backend", "variant", "case", "metric", "value", "unit", "direction",
+          "samples", "env", "command")
+DIRECTIONS = ("lower", "higher")
+
+
+class ResultsError(RuntimeError):
+    """A results file that is missing, corrupt or holds malformed records."""
+
+
+_command: str | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """Record the command line that produces this process's results (the CLI calls this)."""
+    global _command
+    _command = shlex.join(argv)
+
+
+def current_command() -> str:
+    """The command that reproduces records made now, quoted so it can be pasted into a shell."""
+    return _command if _command is not None else shlex.join(sys.argv)
+
+
+def make_record(op: str, format: str, backend: str, variant: str, case: str, metric: str,
+                value: float, unit: str, direction: str, samples=(), env: dict | None = None,
+                command: str | None = None, device: str = "cpu") -> dict:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"record {op}/{format}/{metric}: value {value} is not finite")
+    return {
+        "op": op, "format": format, "backend": backend, "variant": variant, "case": case,
+        "metric": metric, "value": value, "unit": unit, "direction": direction,
+        "samples": [float(s) for s in samples],
+        "env": env if env is not None else envmod.environment(device),
+        "command": command if command is not None else current_command(),
+    }
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("QUANTBENCH_RESULTS", "results"))
+
+
+def default_path() -> Path:
+    head, dirty = envmod.commit()
+    stem = (head[:12] if head else "uncommitted") + ("-dirty" if dirty else "")
+    return results_dir() / f"{stem}.jsonl"
+
+
+def validate(record: dict, where: str = "record") -> None:
+    missing = [f for f in FIELDS if f not in record]
+    if missing:
+        raise ResultsError(f"{where}: missing field(s) {', '.join(missing)}")
+    if record["direction"] not in DIRECTIONS:
+        raise ResultsError(f"{where}: direction {record['direction']!r} is not lower/higher")
+
+
+def append(records: list[dict], path: str | Path | None = None) -> Path:
+    """Atomically append records to a JSON-lines file; returns the path written."""
+    path = Path(path) if path else default_path()
+    for i, rec in enumerate(records):
+        validate(rec, f"record {i}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        existing = b""
+        if path.exists():
+            existing = path.read_bytes()
+            _parse(existing.decode("utf-8", errors="replace"), path)  # refuse to extend a corrupt file
+            if existing and not existing.endswith(b"\n"):
+                raise ResultsError(f"{path}: last line is incomplete (half-written file); not appending")
+        payload = existing + "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_records(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"results file not found: {path}")
+    if path.is_dir():
+        records = []
+        for child in sorted(path.glob("*.jsonl")):
+            records.extend(read_records(child))
+        return records
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not a text results file ({exc})") from None
+    return _parse(text, path)
+
+
+def _parse(text: str, path: Path) -> list[dict]:
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"{path}:{lineno}: corrupt record ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise ResultsError(f"{path}:{lineno}: record is not a JSON object")
+        validate(rec, f"{path}:{lineno}")
+        records.append(rec)
+    return records
+
+
+def load(path: str | Path):
+    """Records of a results file (or every file in a folder) as a pandas DataFrame.
+
+    The env dict is kept in `env` and its commonly filtered parts are lifted into columns
+    `commit`, `dirty`, `device` and `time`.
+    """
+    import pandas as pd
+
+    records = read_records(path)
+    frame = pd.DataFrame.from_records(records, columns=list(FIELDS))
+    for key in ("commit", "dirty", "device", "time"):
+        frame[key] = [r["env"].get(key) if isinstance(r["env"], dict) else None for r in records]
+    return frame

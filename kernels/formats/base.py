@@ -1,0 +1,143 @@
+"""The format contract: what every quantization format provides.
+
+A format turns a float tensor into a `Packed` value (a few named tensors: codes, scales, norms)
+and back. Packing works on the last dimension: the leading dimensions are rows, untouched.
+Every format reports its exact storage cost in bits per value, side data included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+class FormatError(ValueError):
+    """Input a format cannot take: wrong shape, dtype, non-finite values, bad option."""
+
+
+@dataclass
+class Packed:
+    """Encoded tensor: named storage tensors plus the logical shape they decode to.
+
+    `fields` hold everything decode needs and nothing more, so `nbytes` is the true storage
+    cost. Field layouts are documented by each format.
+    """
+
+    format: str
+    shape: tuple[int, ...]
+    fields: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.fields.values())
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.fields[name]
+
+    def to(self, device) -> "Packed":
+        return Packed(self.format, self.shape, {k: v.to(device) for k, v in self.fields.items()})
+
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+class Format:
+    """Base class. Subclasses set `name` and implement `_encode` / `_decode` / `bits_per_value`.
+
+    `options` holds the keyword options the format was built with (group size, rotation,
+    norm correction...): `spec` writes them back as the string `get` accepts.
+    """
+
+    name: str = ""
+    family: str = ""  # "float", "block", "codebook", "trellis"
+    block: int = 1  # the last dimension must be a multiple of this
+    encode_flops_per_value: float = 4.0  # traffic model: arithmetic per value, rotation excluded
+    decode_flops_per_value: float = 1.0
+
+    def __init__(self, **options):
+        self.options = options
+
+    @property
+    def spec(self) -> str:
+        extra = "".join(f":{k}={_option_text(v)}" for k, v in sorted(self.options.items()))
+        return self.name + extra
+
+    def __repr__(self) -> str:
+        return f"<format {self.spec}: {self.bits_per_value_for(self._nominal_dim()):.4g} bits/value>"
+
+    # ---- public API -------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> Packed:
+        self.check_input(x)
+        return self._encode(x)
+
+    def decode(self, packed: Packed, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        if packed.format != self.spec:
+            raise FormatError(f"{self.spec}: cannot decode data packed as {packed.format}")
+        return self._decode(packed).to(dtype)
+
+    def roundtrip(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), dtype=torch.float32)
+
+    @property
+    def bits_per_value(self) -> float:
+        """Exact storage bits per value for this format's nominal row length."""
+        return self.bits_per_value_for(self._nominal_dim())
+
+    def bits_per_value_for(self, dim: int) -> float:
+        """Exact storage bits per value for rows of length `dim` (side data included)."""
+        raise NotImplementedError
+
+    def bytes_for(self, rows: int, dim: int) -> int:
+        """Exact storage bytes of `rows` rows of length `dim`."""
+        bits = self.bits_per_value_for(dim) * rows * dim
+        return int(round(bits / 8))
+
+    def encode_flops(self, dim: int) -> float:
+        return self.encode_flops_per_value + self.rotation_flops(dim)
+
+    def decode_flops(self, dim: int) -> float:
+        return self.decode_flops_per_value + self.rotation_flops(dim)
+
+    def rotation_flops(self, dim: int) -> float:
+        """FLOPs per value of the format's rotation (0 for unrotated formats)."""
+        return 0.0
+
+    def check_dim(self, dim: int) -> None:
+        if dim % self.block:
+            raise FormatError(
+                f"{self.spec}: last dimension {dim} is not a multiple of its block size {self.block}"
+            )
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise FormatError(f"{self.spec}: expected a torch.Tensor, got {type(x).__name__}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise FormatError(f"{self.spec}: expected a floating-point tensor, got dtype {x.dtype}")
+        if x.dim() < 1 or x.shape[-1] == 0:
+            raise FormatError(f"{self.spec}: expected a tensor with a non-empty last dimension, got shape {tuple(x.shape)}")
+        self.check_dim(x.shape[-1])
+        if not bool(torch.isfinite(x).all()):
+            raise FormatError(f"{self.spec}: input contains NaN or Inf")
+
+    # ---- for subclasses ----------------------------------------------------------------------
+    def _nominal_dim(self) -> int:
+        return max(self.block, 32)
+
+    def _encode(self, x: torch.Tensor) -> Packed:
+        raise NotImplementedError
+
+    def _decode(self, packed: Packed) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _option_text(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def check_power_of_two_group(fmt_name: str, group: int) -> None:
+    if group < 32 or group > 256 or group & (group - 1):
+        raise FormatError(
+            f"{fmt_name}: group size {group} is not a power of two between 32 and 256"
+        )
