@@ -115,3 +115,7 @@ register_op(Op(
     formats=lambda: ["f32"],
     check=check_close(lambda case: int(math.log2(case.dim)) + 2),
 ))
+
+from . import ops_tcq  # noqa: E402,F401
+from . import ops_attention  # noqa: E402,F401
+from . import ops_weights  # noqa: E402,F401

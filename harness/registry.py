@@ -15,6 +15,7 @@ the kernel and returns its output (tritonbench's `return lambda: ...`).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -68,7 +69,7 @@ class Case:
 
     def inputs(self) -> dict[str, torch.Tensor]:
         """The op's seeded inputs for this case, on the case's device."""
-        return OPS[self.op].make_inputs(self)
+        return get_op(self.op).make_inputs(self)
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)
@@ -226,10 +227,11 @@ def simulating_cuda() -> bool:
 
 
 def _importable(module: str) -> bool:
+    """Whether the module is installed, without importing it: importing triton reads
+    TRITON_INTERPRET once and for all, so an availability check must not be the first import."""
     try:
-        importlib.import_module(module)
-        return True
-    except Exception:  # a broken install is as good as none for availability
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
         return False
 
 

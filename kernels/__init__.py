@@ -7,4 +7,23 @@ inside their factories, so registering never fails on a machine without them.
 
 MODULES = [
     "reference_torch",
+    "blocks_numba",
+    "blocks_triton",
+    "fwht_numba",
+    "turbo_numba",
+    "fwht_triton",
+    "turbo_triton",
+    "tcq_reference",
+    "tcq_numba",
+    "tcq_triton",
+    "tcq_cuda",
+    "matmul_torch",
+    "matmul_numba",
+    "matmul_triton",
+    "matmul_cuda",
+    "attn_torch",
+    "attn_triton",
+    "attn_cuda",
+    "attn_tcq",
+    "attn_numba",
 ]

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .formats.base import FormatError
+from .errors import FormatError
 
 SIGN_SEED = 0x7B0  # fixed: packed data stays decodable across runs and machines
 

@@ -1,5 +1,19 @@
-"""Tests never write into the repository's results/: each test gets its own results folder."""
+"""Session set-up for the tests.
+
+Triton kernels run in Triton's interpreter on a machine without a GPU: TRITON_INTERPRET must be
+set before triton is first imported (it is read at import), so it is set here, before any test
+module imports anything. On a GPU machine the kernels are compiled for real. Tests that check the
+"unavailable" message unset it with monkeypatch; the registry reads it at call time.
+
+Tests never write into the repository's results/: each test gets its own results folder.
+"""
+import os
+
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

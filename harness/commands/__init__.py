@@ -5,4 +5,9 @@ COMMANDS = [
     "bench",
     "run",
     "formats",
+    "compare", "history", "report",
+    "throughput",
+    "quality",
+    "tcq_sweep",
+    "sensitivity",
 ]

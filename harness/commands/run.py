@@ -1,36 +1,108 @@
-"""`quantbench run`: the default suite on this machine, on the embedded default model."""
+"""`quantbench run`: the default suite on this machine, on the embedded default model.
+
+Four parts, each printed as its own table and stored as records: format quality on Gaussian data,
+kernel microbenchmarks at the embedded model's shapes, KV-cache quality (KL divergence) of the
+model, and its prefill/decode throughput. Sized to finish in a few minutes on a 2-core CPU;
+the dedicated commands (`bench`, `quality`, `throughput`) go further.
+"""
 from __future__ import annotations
 
 import sys
+import time
 
-from quantbench.harness import format_quality
+from quantbench.harness import format_quality, throughput
 from quantbench.harness.bench import COLUMNS, run_bench, select, to_records
+from quantbench.harness.errors import UserError
+from quantbench.harness.model import load_model, parse_kv_policy
+from quantbench.harness.quality import TABLE_COLUMNS, quality_records, quality_table
+from quantbench.harness.registry import OPS, load_all
 from quantbench.harness.timing import TimingConfig
 
-from .common import add_output_option, add_store_options, emit, store
+from .common import add_output_option, add_store_options, emit, split_list, store
 
-KERNEL_OPS = ("quantize", "dequantize", "fwht")
+PARTS = ("formats", "kernels", "quality", "throughput")
+# op -> (formats measured by `run`, None: every format the op takes; which default cases it keeps).
+# `run` keeps the cases of the embedded model's size; `bench` runs the op's full default cases.
+KERNEL_OPS = {
+    "quantize": (None, lambda case: True),
+    "dequantize": (None, lambda case: True),
+    "fwht": (None, lambda case: True),
+    "attn_decode": (["f32", "f16", "q8_0", "q4_0", "turbo3", "turbo2"], lambda case: case.ctx <= 4096),
+    "gemv": (["f32", "q8_0", "q4_0", "q4_1"], lambda case: case.n * case.k <= 1 << 20),
+}
+QUALITY_KV = "f16,q8_0,q4_0,q4_0_rot,turbo4,turbo3,turbo2"
+THROUGHPUT_KV = "f16,q8_0,turbo3"
+THROUGHPUT_ATTN = "native"  # on the packed cache; unquantized stores fall back to dequant_sdpa
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="the default suite: format quality, kernel microbenchmarks at the embedded "
-                                   "model's KV shapes and head_dim 128")
+    p = sub.add_parser("run", help="the default suite: format quality, kernel microbenchmarks, KV-cache KL "
+                                   "divergence and tokens/s of the embedded model")
+    p.add_argument("--parts", default="all", help=f"comma-separated subset of {', '.join(PARTS)} (default all)")
     p.add_argument("--budget", type=float, default=0.2, help="seconds of timing per kernel case (default 0.2)")
+    p.add_argument("--chunks", type=int, default=2,
+                   help="corpus chunks of 512 tokens scored for KL divergence (default 2; `quality` defaults to 8)")
     add_output_option(p)
     add_store_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    parts = split_list(args.parts) or list(PARTS)
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise UserError(f"--parts: unknown part {', '.join(unknown)}; known: {', '.join(PARTS)}")
+    started = time.perf_counter()
+    failed = False
+    if "formats" in parts:
+        run_formats(args)
+    if "kernels" in parts:
+        failed |= run_kernels(args)
+    if "quality" in parts or "throughput" in parts:
+        model = load_model()
+        if "quality" in parts:
+            run_quality(model, args)
+        if "throughput" in parts:
+            run_throughput(model, args)
+    print(f"quantbench run: {', '.join(parts)} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_formats(args) -> None:
     rows = format_quality.quality_rows(dim=64)
     emit(rows, format_quality.COLUMNS, args, "Format quality: normalized MSE on N(0,1) rows of 64 (head_dim)")
     store(format_quality.to_records(rows, 64, 4096), args)
 
+
+def run_kernels(args) -> bool:
+    """Every variant of each kernel op at its default cases; True when one gave a wrong result."""
+    load_all()
     failed = False
-    for op in KERNEL_OPS:
+    for op, (formats, keep) in KERNEL_OPS.items():
+        if op not in OPS:
+            continue
         print(f"kernels: {op}", file=sys.stderr, flush=True)
-        results = run_bench(op, select(op, None, None), config=TimingConfig(budget_s=args.budget))
+        default_cases = OPS[op].default_cases
+        results = run_bench(op, select(op, formats, None), config=TimingConfig(budget_s=args.budget),
+                            cases_for=lambda spec: [c for c in default_cases(spec) if keep(c)])
         emit([r.row() for r in results], COLUMNS, args, f"Kernels: {op}")
         store(to_records(results), args)
         failed |= any(r.status.startswith("failed") for r in results)
-    return 1 if failed else 0
+    return failed
+
+
+def run_quality(model, args) -> None:
+    policies = [parse_kv_policy(spec, n_layers=model.config.n_layers) for spec in QUALITY_KV.split(",")]
+    rows = quality_table(model, policies, ctx=512, chunks=args.chunks)
+    emit(rows, TABLE_COLUMNS, args, f"KV-cache quality: KL divergence vs the unquantized cache, "
+                                    f"{rows[0]['case']}, {rows[0]['n_tokens']} scored tokens")
+    store(quality_records(rows), args)
+
+
+def run_throughput(model, args) -> None:
+    policies = [parse_kv_policy(spec, n_layers=model.config.n_layers) for spec in THROUGHPUT_KV.split(",")]
+    rows = throughput.run_throughput(model, policies, n_prompt=[128], n_gen=[16], depths=[0, 1024], repetitions=3,
+                                     attn=THROUGHPUT_ATTN)
+    emit([r.row() for r in rows], throughput.COLUMNS, args,
+         f"Throughput: prefill (pp) and decode (tg) tokens/s, batch 1, median of 3, attention {THROUGHPUT_ATTN}")
+    store(throughput.to_records(rows), args)

@@ -86,3 +86,7 @@ def _coerce(fmt: str, key: str, value, default):
 
 # Registration order is the order `names()` lists them in.
 from . import floats  # noqa: E402,F401
+from . import ggml_blocks  # noqa: E402,F401
+from . import rotated_blocks  # noqa: E402,F401
+from . import turbo  # noqa: E402,F401
+from . import tcq  # noqa: E402,F401

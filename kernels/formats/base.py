@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-
-class FormatError(ValueError):
-    """Input a format cannot take: wrong shape, dtype, non-finite values, bad option."""
+from ..errors import FormatError
 
 
 @dataclass

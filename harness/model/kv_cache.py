@@ -1,0 +1,120 @@
+"""Static KV cache whose keys and values are stored in a cache format from the format registry.
+
+Storage is position-major, [max_len, batch, kv_heads, head_dim] per layer and side (packed fields
+keep those leading dimensions), so a prefix of positions is one contiguous slice. Writes go
+through the format's encoder and reads through its decoder: attention sees exactly what a
+quantized cache would hold, including for the chunk being written (as llama.cpp does).
+"""
+from __future__ import annotations
+
+import torch
+
+from quantbench.kernels.formats import Format, FormatError, Packed
+
+from .attention import get_attention
+from .errors import ContextLengthError
+from .kv_policy import KVPolicy
+
+
+class KVStore:
+    """One layer's keys or values. `fmt` None stores them unquantized in `dtype`."""
+
+    def __init__(self, fmt: Format | None, max_len: int, batch: int, n_kv_heads: int, head_dim: int,
+                 device, dtype: torch.dtype):
+        self.format = fmt
+        self.max_len = max_len
+        self.rows = (batch, n_kv_heads)
+        self.head_dim = head_dim
+        if fmt is None:
+            self.fields = {"values": torch.zeros(max_len, batch, n_kv_heads, head_dim, device=device, dtype=dtype)}
+            return
+        fmt.check_dim(head_dim)
+        # Every position starts as encoded zeros: a CUDA-graph step decodes the whole cache, and
+        # masked-out positions must still decode to finite values.
+        packed = fmt.encode(torch.zeros(2, batch, n_kv_heads, head_dim, device=device, dtype=dtype))
+        lead = (2, batch, n_kv_heads)
+        for name, tensor in packed.fields.items():
+            if tuple(tensor.shape[:3]) != lead:
+                raise FormatError(f"{fmt.spec}: packed field {name!r} has shape {tuple(tensor.shape)} for input "
+                                  f"{(*lead, head_dim)}; the KV cache needs per-row fields that keep the leading "
+                                  "dimensions")
+        self.fields = {name: tensor[:1].expand(max_len, *tensor.shape[1:]).clone()
+                       for name, tensor in packed.fields.items()}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.fields.values())
+
+    def write(self, x: torch.Tensor, start: int | torch.Tensor) -> None:
+        """Store x [n, batch, kv_heads, head_dim] at positions start..start+n-1.
+
+        `start` may be a device tensor (CUDA-graph decode): then positions are written by index.
+        """
+        if self.format is None:
+            new = {"values": x}
+        else:
+            # The format's own input check reads a value back to the host (NaN test), which would
+            # stall every layer and break CUDA-graph capture; the cache validated the shape already.
+            new = self.format._encode(x.contiguous()).fields
+        n = x.shape[0]
+        for name, tensor in self.fields.items():
+            if isinstance(start, torch.Tensor):
+                index = start + torch.arange(n, device=start.device)
+                tensor.index_copy_(0, index, new[name].to(tensor.dtype))
+            else:
+                tensor[start:start + n].copy_(new[name])
+
+    def read(self, length: int, dtype: torch.dtype) -> torch.Tensor:
+        """Positions 0..length-1, decoded: [length, batch, kv_heads, head_dim]."""
+        if self.format is None:
+            return self.fields["values"][:length].to(dtype)
+        return self.format.decode(self.packed(length), dtype)
+
+    def packed(self, length: int) -> Packed | None:
+        """Positions 0..length-1 as stored (for native attention kernels); None when unquantized."""
+        if self.format is None:
+            return None
+        shape = (length, *self.rows, self.head_dim)
+        return Packed(self.format.spec, shape, {k: t[:length] for k, t in self.fields.items()})
+
+
+class KVCache:
+    """Every layer's K and V stores plus the attention backend that reads them."""
+
+    def __init__(self, config, batch: int, max_len: int, kv: KVPolicy | None = None,
+                 attn: str = "dequant_sdpa", device="cpu", dtype: torch.dtype = torch.float32):
+        if max_len > config.max_seq_len:
+            raise ContextLengthError(f"KV cache of {max_len} positions is longer than the model's context "
+                                     f"({config.max_seq_len})")
+        if kv is not None and kv.n_layers != config.n_layers:
+            raise FormatError(f"KV policy {kv.spec} has {kv.n_layers} layers, the model {config.n_layers}")
+        self.policy = kv
+        self.batch = batch
+        self.max_len = max_len
+        self.attn_name = attn
+        self.attend = get_attention(attn)
+        shape = (max_len, batch, config.n_kv_heads, config.head_dim)
+        self.layers = []
+        formats_seen: dict[str, Format] = {}
+        for layer in range(config.n_layers):
+            pair = []
+            for side in ("k", "v"):
+                fmt = None
+                if kv is not None:
+                    spec = kv.format_for(layer, side)
+                    fmt = formats_seen.setdefault(spec, kv.format(layer, side))
+                pair.append(KVStore(fmt, *shape, device=device, dtype=dtype))
+            self.layers.append(tuple(pair))
+
+    @property
+    def spec(self) -> str:
+        return self.policy.spec if self.policy is not None else "f32"
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in self.layers)
+
+    def check_room(self, start: int, n: int) -> None:
+        if start < 0 or start + n > self.max_len:
+            raise ContextLengthError(f"positions {start}..{start + n - 1} do not fit a KV cache of "
+                                     f"{self.max_len} positions")

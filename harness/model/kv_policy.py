@@ -1,0 +1,194 @@
+"""KV policies: which cache format each layer's keys and values are stored in.
+
+Spec grammar (comma-separated items; later items win):
+    turbo3                          every layer, K and V
+    k=q8_0,v=turbo3                 asymmetric
+    turbo3,first4=q8_0,last4=q8_0   layer-adaptive (LA-1); also layers0-3=..., layer7=...
+    k=turbo3,v=turbo3,v.last8=q8_0  an override for one side only (k.first4=..., v.layers2-5=...)
+Format specs keep their own options: "turbo3:group=64,last8=q8_0".
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from quantbench.kernels import formats
+from quantbench.kernels.formats import Format, FormatError
+
+from .errors import ModelError
+
+SIDES = ("k", "v")
+_RANGE = re.compile(r"^(?:(?P<side>[kv])\.)?(?:first(?P<first>\d+)|last(?P<last>\d+)|"
+                    r"layers?(?P<a>\d+)(?:-(?P<b>\d+))?)$")
+_CONTINUES = re.compile(r"^(?:[kv]\.)?(?:first|last|layers?)\d[\w-]*=")  # a layer item of the policy before it
+
+
+class KVPolicyError(ModelError):
+    """A KV policy spec that does not parse or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class KVPolicy:
+    k_formats: tuple[str, ...]  # canonical format spec per layer
+    v_formats: tuple[str, ...]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.k_formats)
+
+    def format_for(self, layer: int, side: str) -> str:
+        if side not in SIDES:
+            raise KVPolicyError(f"side must be 'k' or 'v', got {side!r}")
+        if not 0 <= layer < self.n_layers:
+            raise KVPolicyError(f"layer {layer} is outside 0..{self.n_layers - 1}")
+        return (self.k_formats if side == "k" else self.v_formats)[layer]
+
+    def format(self, layer: int, side: str) -> Format:
+        return formats.get(self.format_for(layer, side))
+
+    @property
+    def spec(self) -> str:
+        if self.k_formats == self.v_formats:
+            return _side_spec(self.k_formats, "")
+        k_base, k_over = _side_items(self.k_formats, "k.")
+        v_base, v_over = _side_items(self.v_formats, "v.")
+        return ",".join([f"k={k_base}", f"v={v_base}", *k_over, *v_over])
+
+    def __str__(self) -> str:
+        return self.spec
+
+    def bits_per_value(self, head_dim: int) -> float:
+        """Mean storage bits per cached value, over layers and K/V."""
+        bits = [formats.get(s).bits_per_value_for(head_dim) for s in self.k_formats + self.v_formats]
+        return sum(bits) / len(bits)
+
+    def kv_bytes_per_token(self, config) -> float:
+        """Exact cache bytes one token costs, all layers, K and V (side data included)."""
+        values = config.n_kv_heads * config.head_dim
+        return sum(formats.get(s).bits_per_value_for(config.head_dim) * values / 8
+                   for s in self.k_formats + self.v_formats)
+
+
+def parse_kv_policy(kv: str | None = None, k: str | None = None, v: str | None = None, *,
+                    n_layers: int) -> KVPolicy:
+    """Build a policy from `kv` (both sides) and/or `k` / `v` (one side each; they override kv)."""
+    if not isinstance(n_layers, int) or n_layers <= 0:
+        raise KVPolicyError(f"n_layers must be a positive integer, got {n_layers!r}")
+    if kv is None and (k is None or v is None):
+        if k is None and v is None:
+            raise KVPolicyError("no KV format given: pass kv, or both k and v")
+        raise KVPolicyError(f"only {'k' if v is None else 'v'} given: pass both k and v, or kv for both")
+    sides = {"k": None, "v": None}
+    if kv is not None:
+        sides = _parse_items(kv, n_layers, allow_sides=True)
+    for side, text in (("k", k), ("v", v)):
+        if text is not None:
+            sides[side] = _parse_items(text, n_layers, allow_sides=False)["k"]
+    for side in SIDES:
+        if sides[side] is None:
+            raise KVPolicyError(f"KV policy {kv!r}: no format for {side.upper()} (give k=... and v=...)")
+    return KVPolicy(tuple(sides["k"]), tuple(sides["v"]))
+
+
+def split_policies(text: str) -> list[str]:
+    """'f16,turbo3,first4=q8_0,k=q8_0,v=turbo3' -> ['f16', 'turbo3,first4=q8_0', 'k=q8_0,v=turbo3']."""
+    if ";" in text:
+        return [part.strip() for part in text.split(";") if part.strip()]
+    policies: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        attaches = _CONTINUES.match(item) or (item.startswith("v=") and policies
+                                                     and policies[-1].startswith("k="))
+        if attaches and policies:
+            policies[-1] += "," + item
+        else:
+            policies.append(item)
+    return policies
+
+
+def _parse_items(text: str, n_layers: int, allow_sides: bool) -> dict[str, list[str] | None]:
+    if not isinstance(text, str) or not text.strip():
+        raise KVPolicyError(f"KV policy must be a non-empty string, got {text!r}")
+    layers: dict[str, list[str] | None] = {"k": None, "v": None}
+    overrides = []
+    for item in (part.strip() for part in text.split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if sep and allow_sides and key in SIDES:
+            layers[key] = [_canonical(value, text)] * n_layers
+        elif sep and _RANGE.match(key):
+            overrides.append((key, _canonical(value, text)))
+        elif not item:
+            raise KVPolicyError(f"KV policy {text!r}: empty item")
+        elif layers["k"] is None and layers["v"] is None and not overrides:
+            base = _canonical(item, text)
+            layers = {"k": [base] * n_layers, "v": [base] * n_layers}
+        else:
+            raise KVPolicyError(f"KV policy {text!r}: cannot read {item!r} (expected a format first, then "
+                                "firstN=, lastN=, layersA-B=, k= or v= items)")
+    for key, fmt in overrides:
+        match = _RANGE.match(key)
+        side = match["side"]
+        if side and not allow_sides:
+            raise KVPolicyError(f"KV policy {text!r}: {key!r} names a side inside a one-side spec")
+        for s in ([side] if side else SIDES):
+            if layers[s] is None:
+                raise KVPolicyError(f"KV policy {text!r}: {key!r} overrides {s.upper()} before it has a format")
+            for layer in _layer_range(match, n_layers, text):
+                layers[s][layer] = fmt
+    return layers
+
+
+def _layer_range(match, n_layers: int, text: str) -> range:
+    if match["first"] is not None or match["last"] is not None:
+        count = int(match["first"] or match["last"])
+        if not 0 < count <= n_layers:
+            raise KVPolicyError(f"KV policy {text!r}: {match[0]!r} needs 1..{n_layers} layers")
+        return range(count) if match["first"] is not None else range(n_layers - count, n_layers)
+    a = int(match["a"])
+    b = int(match["b"]) if match["b"] is not None else a
+    if not a <= b < n_layers:
+        raise KVPolicyError(f"KV policy {text!r}: {match[0]!r} is not a layer range within 0..{n_layers - 1}")
+    return range(a, b + 1)
+
+
+def _canonical(spec: str, text: str) -> str:
+    if not spec.strip():
+        raise KVPolicyError(f"KV policy {text!r}: empty format")
+    try:
+        return formats.get(spec.strip()).spec
+    except FormatError as exc:
+        raise FormatError(f"KV policy {text!r}: {exc}") from None
+
+
+def _side_items(layer_formats: tuple[str, ...], prefix: str) -> tuple[str, list[str]]:
+    """(base format, overrides as '<prefix>firstN=fmt' items) describing one side's layers."""
+    counts = Counter(layer_formats)
+    base = max(counts, key=lambda f: (counts[f], -layer_formats.index(f)))
+    n = len(layer_formats)
+    items, start = [], None
+    for i in range(n + 1):
+        differs = i < n and layer_formats[i] != base
+        if differs and (start is None or layer_formats[i] != layer_formats[start]):
+            if start is not None:
+                items.append(_range_item(prefix, start, i - 1, n, layer_formats[start]))
+            start = i
+        elif not differs and start is not None:
+            items.append(_range_item(prefix, start, i - 1, n, layer_formats[start]))
+            start = None
+    return base, items
+
+
+def _range_item(prefix: str, a: int, b: int, n: int, fmt: str) -> str:
+    if a == 0 and b < n - 1:
+        return f"{prefix}first{b + 1}={fmt}"
+    if b == n - 1 and a > 0:
+        return f"{prefix}last{n - a}={fmt}"
+    return f"{prefix}layers{a}-{b}={fmt}" if a != b else f"{prefix}layer{a}={fmt}"
+
+
+def _side_spec(layer_formats: tuple[str, ...], prefix: str) -> str:
+    base, items = _side_items(layer_formats, prefix)
+    return ",".join([base, *items])

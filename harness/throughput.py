@@ -1,0 +1,204 @@
+"""Model throughput, llama-bench style: prefill tokens/s (pp<p>) and decode tokens/s (tg<n>) at a
+context depth, per KV policy, batch 1; decode eager and, on a GPU, replayed from a CUDA graph.
+The share of decode (and prefill) time spent in attention versus the weight matmuls is measured
+in an instrumented run that times each attention call (cache write = encode, then the backend:
+decode + SDPA) and each matmul separately; the rest is norms, RoPE, activations, embedding.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from .env import environment
+from .model import Model
+from .model.kv_policy import KVPolicy
+from .results import make_record
+from .timing import Timing, capture_graph
+
+PREFILL_CHUNK = 512  # depth is prefilled in chunks of this many tokens (bounded attention masks)
+NO_CUDA = "unavailable: no CUDA device"
+
+COLUMNS = ["kv", "attn", "bits/value", "test", "depth", "tok/s", "p10", "p90", "noise %", "graph tok/s", "attn %",
+           "matmul %"]
+
+
+@dataclass
+class ThroughputRow:
+    kv: str
+    bits_per_value: float
+    op: str  # "prefill" or "decode"
+    tokens: int
+    depth: int
+    timing: Timing  # seconds per run of `tokens` tokens
+    graph: Timing | str | None = None  # decode from a CUDA graph, or why not
+    shares: dict[str, float] = field(default_factory=dict)  # "attention"/"matmul" -> fraction
+    weights: str = ""  # quantized weights spec, if any (harness/weights)
+    matmul: str = ""  # how the quantized weights are multiplied
+    attn: str = "dequant_sdpa"  # the attention backend it ran with
+
+    @property
+    def test(self) -> str:
+        return f"{'pp' if self.op == 'prefill' else 'tg'}{self.tokens}"
+
+    @property
+    def case(self) -> str:
+        return f"{'p' if self.op == 'prefill' else 'n'}{self.tokens},d{self.depth}"
+
+    def tok_s(self, timing: Timing) -> list[float]:
+        return [self.tokens / s for s in timing.samples_s]
+
+    def row(self) -> dict:
+        rate = Timing(self.tok_s(self.timing))
+        graph = self.graph
+        if isinstance(graph, Timing):
+            graph = round(Timing(self.tok_s(graph)).median, 2)
+        return {"kv": self.kv, "weights": self.weights, "matmul": self.matmul,
+                "attn": self.attn, "bits/value": round(self.bits_per_value, 3), "test": self.test, "depth": self.depth,
+                "tok/s": round(rate.median, 2), "p10": round(rate.p10, 2), "p90": round(rate.p90, 2),
+                "noise %": round(100 * rate.noise, 1), "graph tok/s": graph,
+                "attn %": round(100 * self.shares["attention"], 1) if self.shares else None,
+                "matmul %": round(100 * self.shares["matmul"], 1) if self.shares else None}
+
+
+class SectionTimer:
+    """Wall time per named section (`with timer.section("attention"):`), synchronizing a GPU around each."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def section(self, name: str):
+        _sync(self.device)
+        start = time.perf_counter()
+        yield
+        _sync(self.device)
+        self.totals[name] += time.perf_counter() - start
+
+
+def run_throughput(model: Model, policies: list[KVPolicy | None], n_prompt: list[int], n_gen: list[int],
+                   depths: list[int], repetitions: int = 5, attn: str = "dequant_sdpa", graphs: bool = True,
+                   seed: int = 0) -> list[ThroughputRow]:
+    rows = []
+    gen = torch.Generator().manual_seed(seed)
+    for policy in policies:
+        spec = policy.spec if policy is not None else "none"
+        bits = policy.bits_per_value(model.config.head_dim) if policy is not None else torch.finfo(model.dtype).bits
+        for depth in depths:
+            longest = max([*n_prompt, *n_gen, 1])
+            tokens = torch.randint(model.config.vocab_size, (1, depth + longest), generator=gen).to(model.device)
+            prompts, gens = [p for p in n_prompt if p > 0], [n for n in n_gen if n > 0]
+            if prompts:
+                cache = filled_cache(model, policy, attn, tokens[:, :depth], max(prompts))
+            for p in prompts:
+                timing, shares = time_prefill(model, cache, tokens[:, depth:depth + p], depth, repetitions)
+                rows.append(ThroughputRow(spec, bits, "prefill", p, depth, timing, None, shares, attn=attn))
+            if gens:  # its own cache, no longer than decode needs: the CUDA-graph step reads all of it
+                cache = filled_cache(model, policy, attn, tokens[:, :depth], max(gens))
+            for n in gens:
+                steps = tokens[:, depth:depth + n]
+                timing, shares = time_decode(model, cache, steps, depth, repetitions)
+                graph = NO_CUDA
+                if model.device.type == "cuda" and graphs:
+                    try:
+                        graph = time_decode_graph(model, cache, steps, depth, repetitions)
+                    except RuntimeError as exc:
+                        graph = f"failed: {str(exc).splitlines()[0][:120]}"
+                rows.append(ThroughputRow(spec, bits, "decode", n, depth, timing, graph, shares, attn=attn))
+    return rows
+
+
+def filled_cache(model: Model, policy, attn: str, context: torch.Tensor, room: int):
+    """A cache of context + room positions holding the context (prefilled in chunks)."""
+    cache = model.new_cache(1, context.shape[1] + room, policy, attn)
+    for start in range(0, context.shape[1], PREFILL_CHUNK):
+        model.forward(context[:, start:start + PREFILL_CHUNK], cache, start, last_only=True)
+    return cache
+
+
+def time_prefill(model: Model, cache, prompt: torch.Tensor, depth: int, repetitions: int):
+    cache.check_room(depth, prompt.shape[1])
+
+    def run(sections=None):  # the transformer directly: Model.forward's token checks read values back
+        model.transformer(prompt, cache, depth, sections, last_only=True)
+
+    return _time_runs(model, run, repetitions)
+
+
+def time_decode(model: Model, cache, steps: torch.Tensor, depth: int, repetitions: int):
+    cache.check_room(depth, steps.shape[1])
+
+    def run(sections=None):
+        for i in range(steps.shape[1]):
+            model.transformer(steps[:, i:i + 1], cache, depth + i, sections)
+
+    return _time_runs(model, run, repetitions)
+
+
+def time_decode_graph(model: Model, cache, steps: torch.Tensor, depth: int, repetitions: int) -> Timing:
+    """Each decode step replayed from one captured CUDA graph (static shapes: the step reads the
+    whole cache under a mask; token and position come from device buffers)."""
+    token = steps[:, :1].clone()
+    position = torch.tensor(depth, device=model.device)
+    replay = capture_graph(lambda: model.transformer(token, cache, position))
+
+    def run():
+        for i in range(steps.shape[1]):
+            token.copy_(steps[:, i:i + 1])
+            position.fill_(depth + i)
+            replay()
+
+    timing, _ = _time_runs(model, lambda sections=None: run(), repetitions, instrument=False)
+    return Timing(timing.samples_s, "cuda-graph")
+
+
+def _time_runs(model: Model, run, repetitions: int, instrument: bool = True):
+    device = model.device
+    run()  # warm-up
+    samples = []
+    for _ in range(repetitions):
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        samples.append(time.perf_counter() - start)
+    shares = {}
+    if instrument:
+        timer = SectionTimer(device)
+        _sync(device)
+        start = time.perf_counter()
+        run(timer)
+        _sync(device)
+        total = time.perf_counter() - start
+        shares = {name: timer.totals[name] / total for name in ("attention", "matmul")}
+    return Timing(samples, "cuda-wall" if device.type == "cuda" else "cpu"), shares
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def to_records(rows: list[ThroughputRow], device: str = "cpu") -> list[dict]:
+    records = []
+    env = environment(device)
+    for r in rows:
+        attn = r.attn
+        metric = f"{r.op}_tok_s"
+        common = dict(op=r.op, format=f"w:{r.weights}|kv:{r.kv}" if r.weights else r.kv, backend="torch",
+                      case=r.case, env=env)
+        attn_variant = f"{r.matmul}+{attn}" if r.weights else attn
+        records.append(make_record(variant=attn_variant, metric=metric, value=Timing(r.tok_s(r.timing)).median,
+                                   unit="tok/s", direction="higher", samples=r.tok_s(r.timing), **common))
+        if isinstance(r.graph, Timing):
+            records.append(make_record(variant=f"{attn_variant}+cuda-graph", metric=metric,
+                                       value=Timing(r.tok_s(r.graph)).median, unit="tok/s", direction="higher",
+                                       samples=r.tok_s(r.graph), **common))
+        if r.shares:
+            records.append(make_record(variant=attn_variant, metric="attn_share", value=100 * r.shares["attention"],
+                                       unit="%", direction="lower", **common))
+    return records
