@@ -19,10 +19,10 @@ import math
 import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 from . import env as envmod
+from .atomic_file import write_atomic
 
 FIELDS = ("op", "format", "backend", "variant", "case", "metric", "value", "unit", "direction",
           "samples", "env", "command")
@@ -96,17 +96,7 @@ def append(records: list[dict], path: str | Path | None = None) -> Path:
             if existing and not existing.endswith(b"\n"):
                 raise ResultsError(f"{path}: last line is incomplete (half-written file); not appending")
         payload = existing + "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, payload)
     return path
 
 

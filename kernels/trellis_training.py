@@ -15,12 +15,14 @@ results/cache), written atomically (temporary file, then rename).
 from __future__ import annotations
 
 import functools
+import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from quantbench.harness.atomic_file import write_atomic
 
 from .trellis import CODE_SEED, Trellis, random_code
 
@@ -100,14 +102,6 @@ def trained_table(trellis: Trellis) -> np.ndarray:
 
 def _save_atomic(path: Path, table: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, table, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, table, allow_pickle=False)
+    write_atomic(path, buffer.getvalue())

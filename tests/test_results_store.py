@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -89,3 +90,14 @@ def test_load_folder_concatenates_files(tmp_path):
     results.append([_record(1.0)], tmp_path / "a.jsonl")
     results.append([_record(2.0)], tmp_path / "b.jsonl")
     assert sorted(results.load(tmp_path)["value"]) == [1.0, 2.0]
+
+
+def test_results_files_get_the_permissions_of_a_plain_file(tmp_path):
+    path = tmp_path / "r.jsonl"
+    old = os.umask(0o022)
+    try:
+        results.append([_record(1.0)], path)
+        results.append([_record(2.0)], path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

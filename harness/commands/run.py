@@ -17,6 +17,7 @@ from quantbench.harness.model import load_model, parse_kv_policy
 from quantbench.harness.quality import TABLE_COLUMNS, quality_records, quality_table
 from quantbench.harness.registry import OPS, load_all
 from quantbench.harness.timing import TimingConfig
+from quantbench.kernels import formats as formats_registry
 
 from .common import add_output_option, add_store_options, emit, split_list, store
 
@@ -30,8 +31,9 @@ KERNEL_OPS = {
     "attn_decode": (["f32", "f16", "q8_0", "q4_0", "turbo3", "turbo2"], lambda case: case.ctx <= 4096),
     "gemv": (["f32", "q8_0", "q4_0", "q4_1"], lambda case: case.n * case.k <= 1 << 20),
 }
-QUALITY_KV = "f16,q8_0,q4_0,q4_0_rot,turbo4,turbo3,turbo2"
-THROUGHPUT_KV = "f16,q8_0,turbo3"
+QUALITY_SKIP = ("f32", "bf16")  # KL divergence of every other registered format, as a KV cache
+QUALITY_CTX = 512
+THROUGHPUT_KV = "f16,q8_0,q4_0,turbo3"
 THROUGHPUT_ATTN = "native"  # on the packed cache; unquantized stores fall back to dequant_sdpa
 
 
@@ -41,7 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--parts", default="all", help=f"comma-separated subset of {', '.join(PARTS)} (default all)")
     p.add_argument("--budget", type=float, default=0.2, help="seconds of timing per kernel case (default 0.2)")
     p.add_argument("--chunks", type=int, default=2,
-                   help="corpus chunks of 512 tokens scored for KL divergence (default 2; `quality` defaults to 8)")
+                   help=f"corpus chunks of {QUALITY_CTX} tokens scored for KL divergence (default 2; `quality` defaults to 8)")
     add_output_option(p)
     add_store_options(p)
     p.set_defaults(func=run)
@@ -92,8 +94,9 @@ def run_kernels(args) -> bool:
 
 
 def run_quality(model, args) -> None:
-    policies = [parse_kv_policy(spec, n_layers=model.config.n_layers) for spec in QUALITY_KV.split(",")]
-    rows = quality_table(model, policies, ctx=512, chunks=args.chunks)
+    specs = [name for name in formats_registry.names() if name not in QUALITY_SKIP]
+    policies = [parse_kv_policy(spec, n_layers=model.config.n_layers) for spec in specs]
+    rows = quality_table(model, policies, ctx=QUALITY_CTX, chunks=args.chunks)
     emit(rows, TABLE_COLUMNS, args, f"KV-cache quality: KL divergence vs the unquantized cache, "
                                     f"{rows[0]['case']}, {rows[0]['n_tokens']} scored tokens")
     store(quality_records(rows), args)

@@ -29,13 +29,11 @@ tokens, 200.6 MB for 8 chunks). The codes are near-incompressible (zlib saves ab
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from quantbench.harness.atomic_file import write_atomic
 from quantbench.harness.results import results_dir
 
 FORMAT_VERSION = 1
@@ -169,20 +168,9 @@ class ReferenceCache:
         header = json.dumps({"key": self.key, "chunk": index, "ctx": int(tokens.numel()), "n": n,
                              "vocab": vocab, "sha256": digest.hexdigest()}, sort_keys=True).encode()
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.folder / "key.json", json.dumps(self.key, indent=1, sort_keys=True).encode())
+        write_atomic(self.folder / "key.json", json.dumps(self.key, indent=1, sort_keys=True).encode())
         path = self.path(index)
-        _write_atomic(path, MAGIC, struct.pack("<I", len(header)), header, *parts)
+        write_atomic(path, MAGIC, struct.pack("<I", len(header)), header, *parts)
         return path
 
 
-def _write_atomic(path: Path, *parts: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
