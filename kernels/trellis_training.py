@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,12 @@ class TrainingPlan:
 
 
 def plan_for(trellis: Trellis) -> TrainingPlan:
-    """About 256 training values per state (at least 2**17), 40 passes."""
-    return TrainingPlan(values=max(1 << 17, 256 << trellis.L), sequence=256, iterations=40)
+    """At least 2**19 training values (256 per state beyond L = 11), 100 passes.
+
+    Fewer values over-fit the small trellises: at L = 9, k = 2, 2**17 values and 40 passes give a
+    held-out tail-biting MSE of 0.0763, 2**19 values and 100 passes 0.0750 (about 40 s on 2 cores,
+    once; L = 12 takes a few minutes)."""
+    return TrainingPlan(values=max(1 << 19, 256 << trellis.L), sequence=256, iterations=100)
 
 
 def antisymmetric(table: np.ndarray) -> np.ndarray:
@@ -95,6 +100,8 @@ def trained_table(trellis: Trellis) -> np.ndarray:
         if table is not None and table.shape == (trellis.n_states,) and table.dtype == np.float32 \
                 and np.isfinite(table).all():
             return table
+    print(f"training the TCQ table k={trellis.k} L={trellis.L} (once; cached in {path.parent})",
+          file=sys.stderr, flush=True)
     table = train_table(trellis, plan)
     _save_atomic(path, table)
     return table

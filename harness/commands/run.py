@@ -42,8 +42,8 @@ def add_parser(sub) -> None:
                                    "divergence and tokens/s of the embedded model")
     p.add_argument("--parts", default="all", help=f"comma-separated subset of {', '.join(PARTS)} (default all)")
     p.add_argument("--budget", type=float, default=0.2, help="seconds of timing per kernel case (default 0.2)")
-    p.add_argument("--chunks", type=int, default=2,
-                   help=f"corpus chunks of {QUALITY_CTX} tokens scored for KL divergence (default 2; `quality` defaults to 8)")
+    p.add_argument("--chunks", type=int, default=1,
+                   help=f"corpus chunks of {QUALITY_CTX} tokens scored for KL divergence (default 1; `quality` defaults to 8)")
     add_output_option(p)
     add_store_options(p)
     p.set_defaults(func=run)
@@ -104,7 +104,7 @@ def run_quality(model, args) -> None:
 
 def run_throughput(model, args) -> None:
     policies = [parse_kv_policy(spec, n_layers=model.config.n_layers) for spec in THROUGHPUT_KV.split(",")]
-    rows = throughput.run_throughput(model, policies, n_prompt=[128], n_gen=[16], depths=[0, 1024], repetitions=3,
+    rows = throughput.run_throughput(model, policies, n_prompt=[128], n_gen=[8], depths=[0, 1024], repetitions=3,
                                      attn=THROUGHPUT_ATTN)
     emit([r.row() for r in rows], throughput.COLUMNS, args,
          f"Throughput: prefill (pp) and decode (tg) tokens/s, batch 1, median of 3, attention {THROUGHPUT_ATTN}")

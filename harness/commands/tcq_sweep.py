@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-max-L", type=int, default=10,
                    help=f"largest L whose table is trained (at most {MAX_TRAINED_L}); trained tables are cached, "
-                        "but the first training at L=12 takes about a minute (default 10)")
+                        "but the first training at L=12 takes a few minutes (default 10)")
     p.add_argument("--speed-L", default="6,9,12,16", help="L values of the throughput table (default 6,9,12,16)")
     p.add_argument("--encoders", default="viterbi,greedy", help="encoders to time (default viterbi,greedy)")
     p.add_argument("--backends", default="numpy,numba", help="encode backends to time on this CPU (default numpy,numba)")

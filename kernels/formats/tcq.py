@@ -31,7 +31,7 @@ from . import register
 from .base import Format, FormatError, Packed, check_power_of_two_group
 
 FP16_MAX = 65504.0
-MAX_TRAINED_L = 12  # training cost doubles per state bit: L = 12 takes about a minute on 2 cores
+MAX_TRAINED_L = 12  # training cost doubles per state bit: L = 12 takes a few minutes on 2 cores
 _DEFAULTS = {"group": None, "L": 9, "code": "trained", "encoder": "viterbi", "rotate": True, "signs": True,
              "norm_correction": True}
 
