@@ -11,20 +11,10 @@ import numpy as np
 from numba import cuda
 
 from . import trellis
+from .numba_common import f16_bits_to_f32_py
 
 
-@cuda.jit(device=True, inline=True)
-def f16_to_f32(h):
-    h = np.uint32(h) & np.uint32(0xFFFF)  # int16 storage of the fp16 bits
-    exp = (h >> 10) & 0x1F
-    mant = h & 0x3FF
-    if exp == 0:
-        value = np.float32(mant) * np.float32(2.0 ** -24)
-    elif exp == 31:
-        value = np.float32(np.inf) if mant == 0 else np.float32(np.nan)
-    else:
-        value = np.float32((1024 + mant) * 2.0 ** (np.int64(exp) - 25))
-    return -value if (h >> 15) & 1 else value
+f16_to_f32 = cuda.jit(device=True, inline=True)(f16_bits_to_f32_py)
 
 
 @cuda.jit(device=True, inline=True)

@@ -10,9 +10,10 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, inline="always")
-def f16_bits_to_f32(h):
-    h = np.uint32(h)
+def f16_bits_to_f32_py(h):
+    """fp16 bits (from uint16 or int16 storage) -> float32. Plain Python: compiled below for the
+    CPU and by the numba-cuda modules as a device function (cuda_jit_tcq.py)."""
+    h = np.uint32(h) & np.uint32(0xFFFF)
     sign = (h >> 15) & 1
     exp = (h >> 10) & 0x1F
     mant = h & 0x3FF
@@ -23,6 +24,9 @@ def f16_bits_to_f32(h):
     else:
         value = np.float32((1024 + mant) * 2.0 ** (np.int64(exp) - 25))
     return -value if sign else value
+
+
+f16_bits_to_f32 = njit(cache=True, inline="always")(f16_bits_to_f32_py)
 
 
 @njit(cache=True, inline="always")

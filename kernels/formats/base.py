@@ -139,3 +139,19 @@ def check_power_of_two_group(fmt_name: str, group: int) -> None:
         raise FormatError(
             f"{fmt_name}: group size {group} is not a power of two between 32 and 256"
         )
+
+
+class RotationGroups:
+    """Mixin for formats that rotate groups of `self.group` values along the last dimension
+    (None: the whole last dimension, which must then be a power of two from 32 to 256)."""
+
+    group: int | None
+
+    def group_for(self, dim: int) -> int:
+        return self.group or dim
+
+    def check_dim(self, dim: int) -> None:
+        if self.group is None:
+            check_power_of_two_group(f"{self.spec} (rotation group = the whole last dimension)", dim)
+        elif dim % self.group:
+            raise FormatError(f"{self.spec}: last dimension {dim} is not a multiple of the group size {self.group}")

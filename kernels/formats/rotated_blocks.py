@@ -16,11 +16,11 @@ import torch
 
 from ..rotation import rotate, unrotate
 from . import register
-from .base import Format, FormatError, Packed, check_power_of_two_group
+from .base import Format, FormatError, Packed, RotationGroups, check_power_of_two_group
 from .ggml_blocks import BLOCK, GGMLBlockFormat, Q4_0, Q8_0, blocks_to_bytes, bytes_to_packed
 
 
-class RotatedBlockFormat(Format):
+class RotatedBlockFormat(RotationGroups, Format):
     family = "block"
     inner_format: type[GGMLBlockFormat] = GGMLBlockFormat
 
@@ -39,15 +39,6 @@ class RotatedBlockFormat(Format):
         self.inner = self.inner_format()
         self.encode_flops_per_value = self.inner.encode_flops_per_value
         self.decode_flops_per_value = self.inner.decode_flops_per_value
-
-    def group_for(self, dim: int) -> int:
-        return self.group or dim
-
-    def check_dim(self, dim: int) -> None:
-        if self.group is None:
-            check_power_of_two_group(f"{self.spec} (rotation group = the whole last dimension)", dim)
-        elif dim % self.group:
-            raise FormatError(f"{self.spec}: last dimension {dim} is not a multiple of the group size {self.group}")
 
     def bits_per_value_for(self, dim: int) -> float:
         self.check_dim(dim)

@@ -28,7 +28,7 @@ import torch
 from .. import trellis as trellis_mod
 from ..rotation import fwht, random_signs
 from . import register
-from .base import Format, FormatError, Packed, check_power_of_two_group
+from .base import Format, FormatError, Packed, RotationGroups, check_power_of_two_group
 
 FP16_MAX = 65504.0
 MAX_TRAINED_L = 12  # training cost doubles per state bit: L = 12 takes a few minutes on 2 cores
@@ -36,7 +36,7 @@ _DEFAULTS = {"group": None, "L": 9, "code": "trained", "encoder": "viterbi", "ro
              "norm_correction": True}
 
 
-class _TurboTCQ(Format):
+class _TurboTCQ(RotationGroups, Format):
     family = "trellis"
     bits: int = 0  # k
     decode_flops_per_value = 2.0  # lookup, scale
@@ -72,15 +72,6 @@ class _TurboTCQ(Format):
         self.encode_flops_per_value = 4.0 + search
 
     # ---- geometry and cost ----------------------------------------------------------------------
-    def group_for(self, dim: int) -> int:
-        return self.group or dim
-
-    def check_dim(self, dim: int) -> None:
-        if self.group is None:
-            check_power_of_two_group(f"{self.spec} (group = the whole last dimension)", dim)
-        elif dim % self.group:
-            raise FormatError(f"{self.spec}: last dimension {dim} is not a multiple of the group size {self.group}")
-
     def bits_per_value_for(self, dim: int) -> float:
         self.check_dim(dim)
         return self.bits + 16 / self.group_for(dim)

@@ -36,7 +36,7 @@ import torch
 from .. import lloyd_max
 from ..rotation import fwht, random_signs
 from . import register
-from .base import Format, FormatError, Packed, check_power_of_two_group
+from .base import Format, FormatError, Packed, RotationGroups, check_power_of_two_group
 
 QJL_SEED = 0x51A  # fixed: packed data stays decodable across runs and machines
 FP16_MAX = 65504.0
@@ -79,7 +79,7 @@ def unpack_bit_planes(planes: torch.Tensor, g: int) -> torch.Tensor:
     return (unpack_bits(planes, g) << shifts[:, None]).sum(-2)
 
 
-class TurboFormat(Format):
+class TurboFormat(RotationGroups, Format):
     family = "codebook"
     bits = 3  # Lloyd-Max bits per value
     qjl = False
@@ -103,15 +103,6 @@ class TurboFormat(Format):
         self.encode_flops_per_value = 6.0 + self.bits
 
     # ---- geometry and cost ----------------------------------------------------------------------
-    def group_for(self, dim: int) -> int:
-        return self.group or dim
-
-    def check_dim(self, dim: int) -> None:
-        if self.group is None:
-            check_power_of_two_group(f"{self.spec} (group = the whole last dimension)", dim)
-        elif dim % self.group:
-            raise FormatError(f"{self.spec}: last dimension {dim} is not a multiple of the group size {self.group}")
-
     def bits_per_value_for(self, dim: int) -> float:
         self.check_dim(dim)
         g = self.group_for(dim)
