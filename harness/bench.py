@@ -6,10 +6,10 @@ import sys
 from dataclasses import dataclass
 
 from quantbench.kernels import formats as formats_registry
+from quantbench.kernels.registry import Case, Unavailable, Variant, get_op, variants
 
 from . import results as results_store
 from .peak import COPY_BYTES, copy_bandwidth
-from .registry import Case, Unavailable, Variant, get_op, variants
 from .timing import Timing, TimingConfig, time_callable
 
 

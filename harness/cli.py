@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from quantbench.kernels.formats import FormatError
+from quantbench.kernels.registry import Unavailable
 
-from .commands import COMMANDS
+from .commands import command_modules
 from .errors import UserError
-from .registry import Unavailable
 from .results import ResultsError, set_command
 
 USER_ERRORS = (UserError, FormatError, ResultsError, Unavailable)
@@ -20,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="quantbench",
         description="Microbenchmarks, profiling and quality (KLD) for sub-fp16 LLM quantization.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"quantbench.harness.commands.{name}").add_parser(sub)
+    for module in command_modules():
+        module.add_parser(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ import math
 import torch
 
 from quantbench.kernels import formats
-from quantbench.kernels.lloyd_max import gaussian_mse, shannon_bound
+from quantbench.kernels.formats.lloyd_max import gaussian_mse, shannon_bound
 
 from . import results as results_store
 

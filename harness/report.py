@@ -64,7 +64,8 @@ def pareto_points(latest: dict[tuple, dict]) -> tuple[tuple | None, list[FormatP
         bits = _bits(latest, setting, rec["format"])
         if bits is None:
             continue
-        err, p99 = (latest.get((QUALITY_OP, rec["format"], *setting, m)) for m in (PARETO_METRIC + ERR_SUFFIX, TAIL_METRIC))
+        err, p99 = (latest.get((QUALITY_OP, rec["format"], *setting, m))
+                    for m in (PARETO_METRIC + ERR_SUFFIX, TAIL_METRIC))
         points.append(FormatPoint(rec["format"], bits, rec["value"], err["value"] if err else None,
                                   p99["value"] if p99 else None))
     best = float("inf")

@@ -16,13 +16,13 @@ import contextlib
 import fcntl
 import json
 import math
-import os
 import shlex
 import sys
 from pathlib import Path
 
+from quantbench.kernels.storage import results_dir, write_atomic
+
 from . import env as envmod
-from .atomic_file import write_atomic
 
 FIELDS = ("op", "format", "backend", "variant", "case", "metric", "value", "unit", "direction",
           "samples", "env", "command")
@@ -62,10 +62,6 @@ def make_record(op: str, format: str, backend: str, variant: str, case: str, met
         "env": env if env is not None else envmod.environment(device),
         "command": command if command is not None else current_command(),
     }
-
-
-def results_dir() -> Path:
-    return Path(os.environ.get("QUANTBENCH_RESULTS", "results"))
 
 
 def default_path() -> Path:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from quantbench.kernels import formats as formats_registry
+from quantbench.kernels.registry import OPS, Case, Unavailable, Variant, get_op, load_all
 
 from .bench import select
-from .registry import OPS, Case, Unavailable, Variant, get_op, load_all
 
 SHAPES_ENV = "QUANTBENCH_SUITE_SHAPES"
 SHAPE_MODES = ("default", "small")

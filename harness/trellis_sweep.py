@@ -14,9 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quantbench.kernels import formats, trellis
-from quantbench.kernels.formats.tcq import MAX_TRAINED_L
-from quantbench.kernels.lloyd_max import gaussian_mse, shannon_bound
+from quantbench.kernels import formats
+from quantbench.kernels.formats import trellis
+from quantbench.kernels.formats.lloyd_max import gaussian_mse, shannon_bound
+from quantbench.kernels.formats.trellis_codes import code_table
+from quantbench.kernels.formats.turbo_tcq import MAX_TRAINED_L
 
 from . import results as results_store
 from .timing import TimingConfig, time_callable
@@ -36,7 +38,7 @@ def nmse(x: np.ndarray, states: np.ndarray, table: np.ndarray) -> float:
 
 def mse_rows(bits_list, Ls, length: int = 256, values: int = 1 << 15, seed: int = 0,
              train_max_L: int = MAX_TRAINED_L) -> list[dict]:
-    from quantbench.kernels import tcq_numba
+    from quantbench.kernels.formats import trellis_numba as tcq_numba
 
     x = gaussian_sequences(values, length, seed)
     rows = []
@@ -49,9 +51,9 @@ def mse_rows(bits_list, Ls, length: int = 256, values: int = 1 << 15, seed: int 
                 if code == "trained" and L > train_max_L:
                     row[code] = None
                     continue
-                table = trellis.code_table(t, code)
+                table = code_table(t, code)
                 row[code] = nmse(x, tcq_numba.encode_paths(x, table, t, "viterbi"), table)
-            table = trellis.code_table(t, "trained" if row["trained"] is not None else "random")
+            table = code_table(t, "trained" if row["trained"] is not None else "random")
             row["greedy"] = nmse(x, tcq_numba.encode_paths(x, table, t, "greedy"), table)
             if row["trained"] is not None:
                 free = np.zeros(x.shape[0], np.int64)
@@ -63,7 +65,7 @@ def mse_rows(bits_list, Ls, length: int = 256, values: int = 1 << 15, seed: int 
 def _encoder_fn(backend: str, encoder: str, v: np.ndarray, table: np.ndarray, t: trellis.Trellis):
     if backend == "numpy":
         return lambda: trellis.encode(v, table, t, encoder)
-    from quantbench.kernels import tcq_numba
+    from quantbench.kernels.formats import trellis_numba as tcq_numba
     return lambda: tcq_numba.encode_paths(v, table, t, encoder)
 
 
@@ -72,7 +74,7 @@ def speed_rows(bits_list, Ls, encoders=("viterbi", "greedy"), backends=("numpy",
     """Encode (the search alone, on rotated unit-variance groups of `dim`) and decode (the whole
     format decode) throughput. Viterbi gets about `work` state updates per call (at least 8 groups),
     greedy and decode a fixed 4096 groups."""
-    from quantbench.kernels import tcq_numba
+    from quantbench.kernels.codecs import tcq_numba
 
     config = TimingConfig(budget_s=budget_s, min_repeats=3, warmup=1)
     rows = []
@@ -80,7 +82,7 @@ def speed_rows(bits_list, Ls, encoders=("viterbi", "greedy"), backends=("numpy",
         for L in Ls:
             t = trellis.Trellis(bits, L)
             code = "trained" if L <= MAX_TRAINED_L else "random"
-            table = trellis.code_table(t, code)
+            table = code_table(t, code)
             for encoder in encoders:
                 groups = 4096 if encoder == "greedy" else max(8, work // (2 * dim * t.n_states))
                 v = gaussian_sequences(groups * dim, dim, seed)

@@ -6,8 +6,8 @@ the measured copy bandwidth (from the median), and the format's exact bits per v
 """
 import pytest
 
-from quantbench.harness.registry import Unavailable
 from quantbench.harness.suite_cases import synchronized
+from quantbench.kernels.registry import Unavailable
 
 
 def test_kernel(benchmark, suite_case, copy_bandwidth):

@@ -20,3 +20,15 @@ if not torch.cuda.is_available():
 def _isolated_results(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTBENCH_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("QUANTBENCH_PEAK_BYTES", str(8 << 20))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers (registered in pyproject.toml): `cuda` tests need a CUDA device, `cpu_only` tests check
+    a machine without one; each is skipped on the other kind of machine. `emulated` tests run on both."""
+    if torch.cuda.is_available():
+        marker, skip = "cpu_only", pytest.mark.skip(reason="checks a machine without a CUDA device; this one has one")
+    else:
+        marker, skip = "cuda", pytest.mark.skip(reason="needs a CUDA device; this machine has none")
+    for item in items:
+        if item.get_closest_marker(marker) is not None:
+            item.add_marker(skip)

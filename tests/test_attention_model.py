@@ -9,7 +9,7 @@ import torch
 from quantbench.harness.cli import main
 from quantbench.harness.model import ModelConfig, load_model
 from quantbench.harness.model.attention import attention_names, dequant_sdpa, get_attention
-from quantbench.harness.ops_attention import attention_float64, attention_tolerance
+from quantbench.kernels.attention.spec import attention_float64, attention_tolerance
 
 CONFIG = ModelConfig(n_layers=2, n_heads=6, n_kv_heads=2, head_dim=64, dim=96, hidden_dim=128, vocab_size=100,
                      max_seq_len=64, name="tiny")

@@ -7,12 +7,17 @@ import torch
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model
 from quantbench.harness.model.attention import dequant_sdpa
-from quantbench.harness.ops_attention import (attention_float64, attention_tolerance, attn_shape,
-                                              dequantized_inputs, quantization_error)
-from quantbench.harness.registry import OPS, Case, get_op, variants
 from quantbench.kernels import formats
-from quantbench.kernels.attn_numba import NativeCache
-from quantbench.kernels.attn_torch import SPARSE_V_THRESHOLD, causal_mask, sparse_v_torch
+from quantbench.kernels.attention.numba import NativeCache
+from quantbench.kernels.attention.spec import (
+    attention_float64,
+    attention_tolerance,
+    attn_shape,
+    dequantized_inputs,
+    quantization_error,
+)
+from quantbench.kernels.attention.torch import SPARSE_V_THRESHOLD, causal_mask, sparse_v_torch
+from quantbench.kernels.registry import OPS, Case, get_op, variants
 
 CPU_BACKENDS = ("torch", "numba")
 SPECS = ["f32", "bf16", "q8_0", "q4_0", "q4_1", "q8_0_rot", "q4_0_rot", "turbo2", "turbo3", "turbo4",

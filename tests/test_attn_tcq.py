@@ -1,17 +1,16 @@
 """Native attn_decode for the TCQ formats: the float64 rotated-domain reference, the numba CPU
 kernel, and the numba-cuda const / shared / registers kernels (in the simulator, child process),
 each against the op's float64 reference over the dequantized cache within the op's float-derived
-tolerance (op.check)."""
-import os
-import subprocess
-import sys
+tolerance (op.check). The numba-cuda variants checked are the registry's `cuda` attn_decode ones."""
+import re
 import textwrap
 
 import pytest
+from emulation import assert_succeeded, run_emulated
 
-from quantbench.harness.registry import Case, Unavailable, find_variant, get_op
-from quantbench.kernels import attn_split
-from quantbench.kernels.attn_tcq import native_reference
+from quantbench.kernels.attention import split as attn_split
+from quantbench.kernels.attention.tcq_numba import native_reference
+from quantbench.kernels.registry import Case, Unavailable, find_variant, get_op, variants
 
 SPECS = ["turbo2_tcq:L=6", "turbo3_tcq:L=6:group=32", "turbo3_tcq:L=7:code=hash:rotate=0:signs=0"]
 SHAPES = [dict(batch=2, heads=4, kv_heads=2, n=1, ctx=37, dim=64),  # GQA 2:1, batch 2
@@ -42,40 +41,55 @@ def test_numba_native_matches_the_reference(spec, dims):
     check(case, find_variant("attn_decode", spec, "numba", "native").build(case)())
 
 
-SIMULATED = textwrap.dedent("""
-    from quantbench.harness.registry import Case, Unavailable, find_variant, get_op
+HASH = "turbo2_tcq:L=6:code=hash"
+TRAINED = "turbo3_tcq:L=6"  # a trained table code
+HASH_ONLY = "registers"  # the kernel that computes the hash code in registers: it refuses table codes
+
+# the child prints how many (variant, spec) runs it checked; the parent counts the same runs
+SIMULATED = textwrap.dedent(f"""
+    from quantbench.kernels.registry import Case, Unavailable, find_variant, get_op, variants
 
     op = get_op("attn_decode")
     dims = dict(batch=1, heads=2, kv_heads=1, n=2, ctx=36, dim=32)  # 32 threads: two tiles, two splits
-    for spec, names in (("turbo2_tcq:L=6:code=hash", ("const", "shared", "registers")),
-                        ("turbo3_tcq:L=6", ("const", "shared"))):
+    checked = 0
+    for spec in ({HASH!r}, {TRAINED!r}):
         case = Case.make("attn_decode", spec, **dims)
         ref = op.reference(case)
-        for name in names:
-            out = find_variant("attn_decode", spec, "cuda", name).build(case)()
+        for v in variants(op="attn_decode", format=spec, backend="cuda"):
+            if spec == {TRAINED!r} and v.name == {HASH_ONLY!r}:
+                continue
             try:
-                op.check(case, out, ref)
+                op.check(case, v.build(case)(), ref)
             except AssertionError as exc:
-                raise AssertionError(f"{spec} {name}: {exc}") from None
+                raise AssertionError(f"{{spec}} {{v.name}}: {{exc}}") from None
+            checked += 1
     try:
-        find_variant("attn_decode", "turbo3_tcq:L=6", "cuda", "registers").build(case)
-        raise AssertionError("registers built for a table code")
+        find_variant("attn_decode", {TRAINED!r}, "cuda", {HASH_ONLY!r}).build(case)
+        raise AssertionError("{HASH_ONLY} built for a table code")
     except Unavailable as exc:
         assert "use code=hash" in str(exc)
-    print("simulated tcq attention ok")
+    print("simulated tcq attention ok", checked)
 """)
 
 
+def cuda_kernels(spec):
+    return variants(op="attn_decode", format=spec, backend="cuda")
+
+
+@pytest.mark.emulated
 def test_cuda_placement_kernels_match_the_reference_in_the_simulator(tmp_path):
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "QUANTBENCH_CACHE": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", SIMULATED], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "simulated tcq attention ok" in done.stdout
+    assert cuda_kernels(HASH) and HASH_ONLY in {v.name for v in cuda_kernels(TRAINED)}
+    expected = len(cuda_kernels(HASH)) + len(cuda_kernels(TRAINED)) - 1
+    done = run_emulated("numba-cuda", script=SIMULATED, cache=tmp_path)
+    assert_succeeded(done, f"simulated tcq attention ok {expected}")
 
 
+@pytest.mark.cpu_only
 def test_tcq_cuda_kernels_say_why_they_cannot_run_here(monkeypatch):
     monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
-    case = Case.make("attn_decode", "turbo3_tcq:L=6", batch=1, heads=2, kv_heads=1, n=1, ctx=8, dim=32)
-    for name in ("const", "shared", "registers"):
-        with pytest.raises(Unavailable, match="unavailable: no CUDA device"):
-            find_variant("attn_decode", case.format, "cuda", name).build(case)
+    case = Case.make("attn_decode", TRAINED, batch=1, heads=2, kv_heads=1, n=1, ctx=8, dim=32)
+    kernels = cuda_kernels(case.format)
+    assert kernels
+    for v in kernels:
+        with pytest.raises(Unavailable, match=re.escape(f"attn_decode/cuda/{v.name}: unavailable: no CUDA device")):
+            v.build(case)

@@ -13,7 +13,7 @@ from gguf.quants import quantize as gguf_quantize
 
 from quantbench.kernels import formats
 from quantbench.kernels.formats import FormatError
-from quantbench.kernels.rotation import rotate
+from quantbench.kernels.formats.rotation import rotate
 
 QTYPES = {"q8_0": GGMLQuantizationType.Q8_0, "q4_0": GGMLQuantizationType.Q4_0, "q4_1": GGMLQuantizationType.Q4_1}
 BITS = {"q8_0": 8.5, "q4_0": 4.5, "q4_1": 5.0}

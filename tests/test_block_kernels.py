@@ -8,25 +8,24 @@ rounding, and q4_1's one rounding (q * d + m) is the same correctly rounded addi
 variant (also when fused into an FMA, since the product is exact); the rotated formats' kernels
 run the reference's butterflies in the reference's order, so each of their roundings is the same
 too; the conversion to a float16 or bfloat16 output then rounds identical float32 values
-identically. Every variant also passes the op's own float tolerance (harness/ops.py). One exception: Triton's
+identically. Every variant also passes the op's own float tolerance (kernels/codecs/spec.py). One exception: Triton's
 interpreter converts float32 to bfloat16 by truncation (the GPU rounds to nearest even, cvt.rn),
-so interpreted Triton bfloat16 outputs get the op's own float tolerance (harness/ops.py) instead.
+so interpreted Triton bfloat16 outputs get the op's own float tolerance (kernels/codecs/spec.py) instead.
 
 Triton variants run in the interpreter on CPU tensors (small shapes: it is slow), in a child
 process: the interpreter works only if TRITON_INTERPRET=1 was set before triton was first
 imported, and in a whole test session another module may import triton before this one runs.
-The child runs this file with only the Triton variants as parameters.
+The child (tests/emulation.py) runs this file with only the Triton variants as parameters.
 """
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from emulation import assert_succeeded, output_tail, run_emulated
 
-from quantbench.harness import registry
-from quantbench.harness.ops import check_packed_equal
-from quantbench.harness.registry import Case, variants
+from quantbench.kernels import registry
+from quantbench.kernels.checks import check_packed_equal
+from quantbench.kernels.registry import Case, variants
 
 CHILD = "QUANTBENCH_TRITON_CHILD"
 IN_CHILD = os.environ.get(CHILD) == "1"
@@ -54,17 +53,17 @@ def test_every_backend_is_registered(op):
         assert {v.backend for v in variants(op=op, format=spec)} >= {"torch", "numba"}, spec
 
 
+@pytest.mark.emulated
 def test_triton_variants_in_an_interpreter_process():
     triton = [v for op in ("quantize", "dequantize") for fmt in FORMATS
               for v in variants(op=op, format=fmt) if v.backend == "triton"]
+    assert triton
     expected = 3 * len(triton)  # quantize: 3 tests per variant; dequantize: 3 output dtypes
-    env = {**os.environ, "TRITON_INTERPRET": "1", CHILD: "1"}
-    child = subprocess.run([sys.executable, "-m", "pytest", __file__, "-v", "-p", "no:cacheprovider",
-                            "-k", "not interpreter_process"], env=env, capture_output=True, text=True)
-    report = child.stdout[-4000:] + child.stderr[-2000:]
-    assert child.returncode == 0, report
+    child = run_emulated("triton", test_file=__file__, pytest_args=["-k", "not interpreter_process"],
+                         env={CHILD: "1"})
+    assert_succeeded(child)
     passed = [line for line in child.stdout.splitlines() if "-triton-" in line and "PASSED" in line]
-    assert len(passed) == expected, report
+    assert len(passed) == expected, output_tail(child)
 
 
 @pytest.mark.parametrize("fmt, v", block_variants("quantize") + block_variants("quantize", ROTATED))
@@ -137,5 +136,5 @@ def test_unrotated_kernels_do_not_claim_the_rotated_formats(backend):
 
 def test_triton_variants_declare_gpu_needs():
     for v in variants(backend="triton"):
-        if set(v.formats or ()) == set(FORMATS):
+        if set(v.format_names() or ()) == set(FORMATS):
             assert v.needs == ("triton",) and v.device == "cuda"

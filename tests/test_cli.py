@@ -20,7 +20,8 @@ def test_bench_prints_and_stores_records(capsys, tmp_path):
     assert rows[0]["status"] == "ok" and rows[0]["gbps"] > 0
     frame = results.load(path)
     assert set(frame["metric"]) == {"time", "gbps", "pct_peak", "copy_gbps"}
-    assert frame["command"].iloc[0] == f"quantbench bench --op fwht --shape rows=32,dim=64 --budget 0.01 -o json --results {path}"
+    assert frame["command"].iloc[0] == (f"quantbench bench --op fwht --shape rows=32,dim=64 --budget 0.01 "
+                                        f"-o json --results {path}")
 
 
 def test_bench_bad_input_exits_2_with_message(capsys):

@@ -1,12 +1,12 @@
 """Every registered `fwht` variant against the references: bit-identical to the float32 torch
-butterflies of kernels/rotation.py (same stages, same order), and within the op's own tolerance of
+butterflies of kernels/formats/rotation.py (same stages, same order), and within the op's own tolerance of
 its float64 reference. Triton runs in its interpreter, on small shapes."""
 import pytest
 import torch
 
-from quantbench.harness.registry import OPS, Case, variants
 from quantbench.kernels.formats import FormatError
-from quantbench.kernels.rotation import fwht
+from quantbench.kernels.formats.rotation import fwht
+from quantbench.kernels.registry import OPS, Case, variants
 
 
 def kernel_variants():

@@ -1,30 +1,32 @@
-"""The GPU weight-matmul variants (Triton: kernels/matmul_triton.py; numba-cuda: kernels/matmul_cuda.py) against the float64 reference, with
-the op's own check (harness/ops_weights.py: float tolerance; int8_dot against the reference with
-q8_0-quantized activations).
+"""The GPU weight-matmul variants (Triton: kernels/matmul/triton.py; numba-cuda: kernels/matmul/cuda.py)
+against the float64 reference, with the op's own check (kernels/matmul/spec.py: float tolerance;
+int8_dot against the reference with q8_0-quantized activations). The variants checked are the
+registry's: every `triton` gemv / gemm variant of FORMATS, every `cuda` one of CUDA_FORMAT.
 
-Without a GPU they run in Triton's interpreter on CPU tensors, in a child process (the interpreter
-works only if TRITON_INTERPRET=1 was set before triton was first imported; see
-tests/test_block_kernels.py), with small shapes: m = 1 and 3 (GEMV tiles of 1 and 4 rows), m = 20
-(two 16-row tiles, the second partial), n = 40 (a partial 32-column tile), k = 96 (3 blocks).
-The numba-cuda pair (weights through registers / through shared memory) runs in the simulator,
-also in a child process (NUMBA_ENABLE_CUDASIM=1 must precede the first numba.cuda import), with
-k = 128 and 256 (one and two rounds of 4 staged blocks) and n = 40 (a partial block of 32 rows).
+They run on CPU tensors in child processes (tests/emulation.py). The Triton variants run in
+Triton's interpreter (it works only if TRITON_INTERPRET=1 was set before triton was first
+imported; see tests/test_block_kernels.py): the child runs this file with only them as parameters,
+with small shapes: m = 1 and 3 (GEMV tiles of 1 and 4 rows), m = 20 (two 16-row tiles, the second
+partial), n = 40 (a partial 32-column tile), k = 96 (3 blocks). The numba-cuda variants (weights
+through registers / through shared memory) run in the simulator (NUMBA_ENABLE_CUDASIM=1 must
+precede the first numba.cuda import), with k = 128 and 256 (one and two rounds of 4 staged blocks)
+and n = 40 (a partial block of 32 rows).
 """
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
-import torch
+from emulation import assert_succeeded, output_tail, run_emulated
 
-from quantbench.harness import registry
-from quantbench.harness.registry import Case, variants
+from quantbench.kernels import registry
+from quantbench.kernels.registry import Case, variants
 
 CHILD = "QUANTBENCH_MATMUL_TRITON_CHILD"
 IN_CHILD = os.environ.get(CHILD) == "1"
 FORMATS = ("q4_0", "q8_0")
+CUDA_FORMAT = "q4_0"  # the format the numba-cuda variants serve
 SHAPES = {"gemv": ((1, 40, 96), (3, 40, 96)), "gemm": ((20, 40, 96),)}
+SIMULATED_SHAPES = {"gemv": (1, 40, 128), "gemm": (3, 40, 256)}
 
 
 def triton_variants():
@@ -32,24 +34,29 @@ def triton_variants():
             for op in SHAPES for spec in FORMATS for v in variants(op=op, format=spec, backend="triton")]
 
 
+def cuda_variants(op):
+    return variants(op=op, format=CUDA_FORMAT, backend="cuda")
+
+
 def test_triton_variants_are_registered():
+    names = {(op, spec): {v.name for v in variants(op=op, format=spec, backend="triton")}
+             for op in SHAPES for spec in FORMATS}
+    first = names["gemv", FORMATS[0]]
+    assert first, "no Triton gemv variant registered"
+    assert all(found == first for found in names.values()), names  # the same kernels for every op and format
     for op in SHAPES:
-        for spec in FORMATS:
-            names = {v.name for v in variants(op=op, format=spec, backend="triton")}
-            assert names == {"fused_fma", "int8_dot"}, (op, spec)
-    for v in variants(op="gemv", backend="triton"):
-        assert v.needs == ("triton",) and v.device == "cuda"
+        for v in variants(op=op, backend="triton"):
+            assert v.needs == ("triton",) and v.device == "cuda", v.key
 
 
+@pytest.mark.emulated
 def test_triton_variants_in_an_interpreter_process():
-    expected = sum(len(variants(op=op, format=spec, backend="triton")) for op in SHAPES for spec in FORMATS)
-    env = {**os.environ, "TRITON_INTERPRET": "1", CHILD: "1"}
-    child = subprocess.run([sys.executable, "-m", "pytest", __file__, "-v", "-p", "no:cacheprovider",
-                            "-k", "matches_the_reference"], env=env, capture_output=True, text=True)
-    report = child.stdout[-4000:] + child.stderr[-2000:]
-    assert child.returncode == 0, report
+    expected = len(triton_variants())
+    assert expected
+    child = run_emulated("triton", test_file=__file__, pytest_args=["-k", "matches_the_reference"], env={CHILD: "1"})
+    assert_succeeded(child)
     passed = [line for line in child.stdout.splitlines() if "matches_the_reference" in line and "PASSED" in line]
-    assert len(passed) == expected, report
+    assert len(passed) == expected, output_tail(child)
 
 
 if IN_CHILD:  # the parent runs these through test_triton_variants_in_an_interpreter_process
@@ -61,40 +68,49 @@ if IN_CHILD:  # the parent runs these through test_triton_variants_in_an_interpr
             o.check(case, v.build(case)(), o.reference(case))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU runs the kernels for real")
+@pytest.mark.cpu_only
 def test_without_gpu_or_interpreter_the_variant_says_why(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    v = registry.find_variant("gemv", "q4_0", "triton", "fused_fma")
-    with pytest.raises(registry.Unavailable, match="unavailable: no CUDA device"):
-        v.build(Case.make("gemv", "q4_0", m=1, n=32, k=64))
+    for op in SHAPES:
+        for v in variants(op=op, format="q4_0", backend="triton"):
+            with pytest.raises(registry.Unavailable, match="unavailable: no CUDA device"):
+                v.build(Case.make(op, "q4_0", m=1, n=32, k=64))
 
 
-SIMULATED_CUDA = textwrap.dedent("""
-    from quantbench.harness.registry import Case, get_op, variants
+# the child prints how many (variant, op) runs it checked; the parent counts the same runs
+SIMULATED_CUDA = textwrap.dedent(f"""
+    from quantbench.kernels.registry import Case, get_op, variants
 
     checked = 0
-    for op, (m, n, k) in (("gemv", (1, 40, 128)), ("gemm", (3, 40, 256))):
-        case = Case.make(op, "q4_0", m=m, n=n, k=k, seed=23)
-        for v in variants(op=op, format="q4_0", backend="cuda"):
+    for op, (m, n, k) in {SIMULATED_SHAPES!r}.items():
+        case = Case.make(op, {CUDA_FORMAT!r}, m=m, n=n, k=k, seed=23)
+        for v in variants(op=op, format={CUDA_FORMAT!r}, backend="cuda"):
             get_op(op).check(case, v.build(case)(), get_op(op).reference(case))
             checked += 1
     print("simulated", checked)
 """)
 
 
-def test_cuda_int8_pair_in_a_simulator_process():
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    child = subprocess.run([sys.executable, "-c", SIMULATED_CUDA], env=env, capture_output=True, text=True)
-    assert child.returncode == 0, child.stdout[-2000:] + child.stderr[-4000:]
-    assert "simulated 4" in child.stdout  # registers and shared, gemv and gemm
+@pytest.mark.emulated
+def test_cuda_int8_pair_in_a_simulator_process(tmp_path):
+    expected = sum(len(cuda_variants(op)) for op in SIMULATED_SHAPES)
+    assert expected
+    done = run_emulated("numba-cuda", script=SIMULATED_CUDA, cache=tmp_path)
+    assert_succeeded(done, f"simulated {expected}")
 
 
-def test_cuda_pair_is_registered_and_says_why_it_cannot_run(monkeypatch):
+def test_cuda_pair_is_registered():
+    names = {op: {v.name for v in cuda_variants(op)} for op in SHAPES}
+    assert names["gemv"] and all(found == names["gemv"] for found in names.values()), names
     for op in SHAPES:
-        assert {v.name for v in variants(op=op, format="q4_0", backend="cuda")} == {"int8_registers", "int8_shared"}
-    if torch.cuda.is_available():
-        return
+        for v in cuda_variants(op):
+            assert v.needs == ("numba-cuda",) and v.device == "cuda", v.key
+
+
+@pytest.mark.cpu_only
+def test_cuda_pair_says_why_it_cannot_run(monkeypatch):
     monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
-    v = registry.find_variant("gemv", "q4_0", "cuda", "int8_shared")
-    with pytest.raises(registry.Unavailable, match="unavailable: no CUDA device"):
-        v.build(Case.make("gemv", "q4_0", m=1, n=32, k=128))
+    for op in SHAPES:
+        for v in cuda_variants(op):
+            with pytest.raises(registry.Unavailable, match="unavailable: no CUDA device"):
+                v.build(Case.make(op, CUDA_FORMAT, m=1, n=32, k=128))

@@ -1,4 +1,4 @@
-"""The weight matmuls gemv / gemm: every CPU variant against the float64 reference (harness/ops_weights.py
+"""The weight matmuls gemv / gemm: every CPU variant against the float64 reference (kernels/matmul/spec.py
 derives the tolerance), on seeded random weights and on a real weight matrix of the embedded model;
 `linear` for the model; the traffic model; bad shapes and formats.
 
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from quantbench.harness import ops_weights, registry
 from quantbench.harness.errors import UserError
-from quantbench.harness.ops_weights import QuantizedActivations, WEIGHT_FORMATS, weight_reference
-from quantbench.harness.registry import Case, variants
-from quantbench.kernels import formats
+from quantbench.kernels import formats, registry
 from quantbench.kernels.errors import FormatError
-from quantbench.kernels.matmul_numba import SUPPORTED, linear
+from quantbench.kernels.matmul import spec as ops_weights
+from quantbench.kernels.matmul.numba import SUPPORTED, linear
+from quantbench.kernels.matmul.spec import QuantizedActivations, weight_reference, weight_specs
+from quantbench.kernels.registry import Case, variants
 
 SPECS = ("f32", "q8_0", "q4_0", "q4_1", "turbo3:group=64", "turbo2:group=32", "turbo4_mse:group=128",
          "turbo4:group=64", "q4_0_rot:group=128")
@@ -39,7 +39,7 @@ def run_checked(v, case):
 
 @pytest.mark.parametrize("op", ["gemv", "gemm"])
 def test_registered_variants(op):
-    for spec in WEIGHT_FORMATS:
+    for spec in weight_specs():
         assert ("torch", "dequant_matmul") in {(v.backend, v.name) for v in variants(op=op, format=spec)}, spec
     for name, supported in SUPPORTED.items():
         for fmt in supported:

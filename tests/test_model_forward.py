@@ -2,8 +2,8 @@
 safetensors folders: proves the Q/K un-permute, GQA, RoPE, qkv bias (Qwen2) and q/k norm (Qwen3)."""
 import pytest
 import torch
-
 from model_helpers import random_hf_weights, reference_logits, tiny_hf_config, write_gguf, write_hf_dir
+
 from quantbench.harness.model import ModelConfig, load_model
 
 TOKENS = [5, 17, 200, 3, 99, 42, 42, 7, 255, 1, 64, 128]

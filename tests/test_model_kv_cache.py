@@ -2,8 +2,8 @@
 K (after RoPE) and V passed through the same format's round trip; policies per layer and side."""
 import pytest
 import torch
-
 from model_helpers import random_hf_weights, reference_logits, tiny_hf_config, write_hf_dir
+
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import ContextLengthError, load_model, parse_kv_policy
 from quantbench.harness.model.attention import attention_names

@@ -3,10 +3,10 @@ import json
 
 import pytest
 import torch
-
 from model_helpers import SPECIAL, random_hf_weights, tiny_hf_config, write_gguf, write_hf_dir
+
 from quantbench.harness.errors import UserError
-from quantbench.harness.model import (ModelConfig, ModelFileError, UnsupportedModelError, load_model)
+from quantbench.harness.model import ModelConfig, ModelFileError, UnsupportedModelError, load_model
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from quantbench.harness.suite_cases import suite_cases
 

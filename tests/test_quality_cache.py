@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from quantbench.harness.quality import reference_cache as rc
-from quantbench.harness.quality.corpus import (MIN_CTX, CorpusError, Corpus, default_corpus, load_corpus,
-                                               make_chunks)
+from quantbench.harness.quality.corpus import MIN_CTX, Corpus, CorpusError, default_corpus, load_corpus, make_chunks
 from quantbench.harness.quality.kld_stats import log_probs
 
 KEY = {"model": "m1", "device": "cpu", "dtype": "float32", "corpus_sha256": "abc", "ctx": 16, "first": 8, "bos": None}

@@ -3,8 +3,8 @@ import hashlib
 
 import pytest
 import torch
-
 from model_helpers import random_hf_weights, tiny_hf_config, write_gguf
+
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model, parse_kv_policy
 from quantbench.harness.quality import METRICS, quality_records, quality_table

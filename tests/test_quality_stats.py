@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from quantbench.harness.quality.kld_stats import (TokenStats, log_probs, mean_and_error, percentile, summarize,
-                                                  token_stats)
+from quantbench.harness.quality.kld_stats import (
+    TokenStats,
+    log_probs,
+    mean_and_error,
+    percentile,
+    summarize,
+    token_stats,
+)
 
 
 def _random_pair(n=300, vocab=50, noise=0.3, seed=0):

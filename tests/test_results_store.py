@@ -4,6 +4,7 @@ import os
 import pytest
 
 from quantbench.harness import results
+from quantbench.kernels import storage
 
 
 def _record(value=1.0, metric="time"):
@@ -79,7 +80,7 @@ def test_failed_write_keeps_old_contents(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.os, "replace", boom)
+    monkeypatch.setattr(storage.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         results.append([_record(2.0)], path)
     assert path.read_bytes() == before

@@ -3,13 +3,13 @@
 The parts run here on a tiny random model and one small kernel case, so the test checks the
 plumbing; the real sizes are what `quantbench run` measures on the embedded model."""
 import pytest
+from model_helpers import random_hf_weights, tiny_hf_config, write_gguf
 
 from quantbench.harness import results
 from quantbench.harness.cli import main
 from quantbench.harness.commands import run as run_command
 from quantbench.harness.model import load_model
-
-from model_helpers import random_hf_weights, tiny_hf_config, write_gguf
+from quantbench.kernels import registry
 
 
 @pytest.fixture
@@ -19,13 +19,18 @@ def small_run(monkeypatch, tmp_path):
     monkeypatch.setattr(run_command, "load_model", lambda: load_model(tmp_path / "tiny.gguf"))
     monkeypatch.setattr(run_command, "QUALITY_CTX", 64)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the interpreter is too slow to time
-    monkeypatch.setattr(run_command, "KERNEL_OPS", {"dequantize": (["q4_0"], lambda case: case.dim == 64)})
+    registry.load_all()
+    for op in registry.OPS.values():  # one small kernel case: dequantize q4_0 at dim 64
+        monkeypatch.setattr(op, "in_run", op.name == "dequantize")
+    monkeypatch.setattr(registry.OPS["dequantize"], "run_formats", ("q4_0",))
+    monkeypatch.setattr(registry.OPS["dequantize"], "run_filter", lambda case: case.dim == 64)
     monkeypatch.setattr(run_command, "QUALITY_SKIP", ("f32", "bf16", "turbo2_tcq", "turbo3_tcq", "turbo4"))
     monkeypatch.setattr(run_command, "THROUGHPUT_KV", "f16,turbo3")
 
 
 def test_every_part_prints_and_stores(small_run, capsys, monkeypatch):
-    monkeypatch.setattr(run_command.throughput, "run_throughput", _short_throughput(run_command.throughput.run_throughput))
+    monkeypatch.setattr(run_command.throughput, "run_throughput",
+                        _short_throughput(run_command.throughput.run_throughput))
     assert main(["run", "--budget", "0.01", "--chunks", "1", "-o", "json"]) == 0
     stored = results.read_records(results.results_dir())
     ops = {r["op"] for r in stored}

@@ -6,12 +6,12 @@ import torch
 
 from quantbench.harness.bench import run_bench, select
 from quantbench.harness.format_quality import normalized_mse
-from quantbench.harness.ops_tcq import EncodedPaths, check_paths, reference_codes
-from quantbench.harness.registry import Case, find_variant, get_op
 from quantbench.harness.timing import TimingConfig
-from quantbench.kernels import formats, trellis
-from quantbench.kernels.formats import FormatError
-from quantbench.kernels.lloyd_max import gaussian_mse
+from quantbench.kernels import formats
+from quantbench.kernels.formats import FormatError, trellis
+from quantbench.kernels.formats.lloyd_max import gaussian_mse
+from quantbench.kernels.registry import Case, find_variant, get_op
+from quantbench.kernels.tcq.spec import EncodedPaths, check_paths, reference_codes
 
 FAST = TimingConfig(budget_s=0.01, min_repeats=2, warmup=1)
 
@@ -113,7 +113,7 @@ SMALL = {"tcq_encode": dict(rows=6, dim=64), "dequantize": dict(rows=6, dim=128)
 @pytest.mark.parametrize("spec", ["turbo2_tcq:L=7", "turbo3_tcq:group=64:L=6"])
 def test_cpu_variants_pass_the_bench_validation(op, spec):
     pairs = [(v, s) for v, s in select(op, [spec], ["torch", "numpy", "numba"])
-             if (v.backend, v.name) == ("torch", "reference") or (v.formats and "turbo2_tcq" in v.formats)]
+             if (v.backend, v.name) == ("torch", "reference") or (v.formats is not None and v.supports("turbo2_tcq"))]
     assert {v.backend for v, _ in pairs} == ({"numpy", "numba"} if op == "tcq_encode" else
                                              {"torch", "numba"} if op == "dequantize" else {"torch"})
     results = run_bench(op, pairs, lambda s: [Case.make(op, s, **SMALL[op])], FAST, progress=False)

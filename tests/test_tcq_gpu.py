@@ -1,79 +1,94 @@
 """GPU variants of the TCQ formats on the CPU: Triton encoders in the interpreter, numba-cuda decoders
 (constant / shared memory / registers) in the simulator, each equal to the reference.
 
-Each runs in a child process: the interpreter and the simulator take effect only when their
+The variants checked are the registry's (`triton` tcq_encode, `cuda` dequantize). Each runs in a
+child process (tests/emulation.py): the interpreter and the simulator take effect only when their
 environment variable is set before triton / numba.cuda is first imported, which another test
 module of the session may already have done."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
-import torch
+from emulation import assert_succeeded, run_emulated
 
-from quantbench.harness.registry import find_variant
+from quantbench.kernels.registry import variants
 
-SIMULATED_DECODE = textwrap.dedent("""
+HASH_SPECS = ("turbo2_tcq:L=8:code=hash", "turbo3_tcq:L=6:code=hash:group=32",
+              "turbo2_tcq:L=7:code=hash:rotate=0:signs=0")
+TRAINED = "turbo3_tcq:L=6"  # a trained table code
+HASH_ONLY = "registers"  # the decoder that computes the hash code in registers: it refuses table codes
+ENCODE_SPECS = ("turbo2_tcq:L=6", "turbo3_tcq:L=7:group=32")
+
+# the children print how many (variant, spec) runs they checked; the parent counts the same runs
+SIMULATED_DECODE = textwrap.dedent(f"""
     import torch
-    from quantbench.harness.registry import Case, Unavailable, find_variant, get_op
+    from quantbench.kernels.registry import Case, Unavailable, find_variant, get_op, variants
 
     op = get_op("dequantize")
-    for spec in ("turbo2_tcq:L=8:code=hash", "turbo3_tcq:L=6:code=hash:group=32",
-                 "turbo2_tcq:L=7:code=hash:rotate=0:signs=0"):
+    checked = 0
+    for spec in {HASH_SPECS!r}:
         case = Case.make("dequantize", spec, rows=2, dim=64)
         ref = op.reference(case)
-        for name in ("const", "shared", "registers"):
-            out = find_variant("dequantize", spec, "cuda", name).build(case)()
-            assert torch.equal(out, ref), (spec, name, float((out - ref).abs().max()))
-    trained = Case.make("dequantize", "turbo3_tcq:L=6", rows=2, dim=32)
-    out = find_variant("dequantize", trained.format, "cuda", "shared").build(trained)()
-    assert torch.equal(out, op.reference(trained))
+        for v in variants(op="dequantize", format=spec, backend="cuda"):
+            out = v.build(case)()
+            assert torch.equal(out, ref), (spec, v.name, float((out - ref).abs().max()))
+            checked += 1
+    trained = Case.make("dequantize", {TRAINED!r}, rows=2, dim=32)
+    ref = op.reference(trained)
+    for v in variants(op="dequantize", format=trained.format, backend="cuda"):
+        if v.name != {HASH_ONLY!r}:
+            assert torch.equal(v.build(trained)(), ref), (trained.format, v.name)
+            checked += 1
     try:
-        find_variant("dequantize", trained.format, "cuda", "registers").build(trained)
-        raise AssertionError("registers built for a table code")
+        find_variant("dequantize", trained.format, "cuda", {HASH_ONLY!r}).build(trained)
+        raise AssertionError("{HASH_ONLY} built for a table code")
     except Unavailable as exc:
         assert "use code=hash" in str(exc)
-    print("simulated decode ok")
+    print("simulated decode ok", checked)
 """)
 
-
-INTERPRETED_ENCODE = textwrap.dedent("""
+INTERPRETED_ENCODE = textwrap.dedent(f"""
     import numpy as np
-    from quantbench.harness.registry import Case, find_variant, get_op
+    from quantbench.kernels.registry import Case, get_op, variants
 
-    for spec in ("turbo2_tcq:L=6", "turbo3_tcq:L=7:group=32"):
+    checked = 0
+    for spec in {ENCODE_SPECS!r}:
         case = Case.make("tcq_encode", spec, rows=2, dim=32)
         ref = get_op("tcq_encode").reference(case)
-        for encoder in ("viterbi", "greedy"):
-            out = find_variant("tcq_encode", spec, "triton", encoder).build(case)()
-            assert out.encoder == encoder
-            assert np.array_equal(out.codes.numpy(), ref[encoder]), (spec, encoder)
-    print("interpreted encode ok")
+        for v in variants(op="tcq_encode", format=spec, backend="triton"):
+            out = v.build(case)()
+            assert out.encoder == v.name
+            assert np.array_equal(out.codes.numpy(), ref[v.name]), (spec, v.name)
+            checked += 1
+    print("interpreted encode ok", checked)
 """)
 
 
-def run_child(script, env_var, tmp_path):
-    env = {**os.environ, env_var: "1", "QUANTBENCH_CACHE": str(tmp_path)}
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+def cuda_decoders(spec):
+    return variants(op="dequantize", format=spec, backend="cuda")
 
 
+@pytest.mark.emulated
 def test_numba_cuda_decoders_match_the_reference_in_the_simulator(tmp_path):
-    done = run_child(SIMULATED_DECODE, "NUMBA_ENABLE_CUDASIM", tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "simulated decode ok" in done.stdout
+    assert all(cuda_decoders(spec) for spec in HASH_SPECS)
+    assert HASH_ONLY in {v.name for v in cuda_decoders(TRAINED)}
+    expected = sum(len(cuda_decoders(spec)) for spec in HASH_SPECS) + len(cuda_decoders(TRAINED)) - 1
+    done = run_emulated("numba-cuda", script=SIMULATED_DECODE, cache=tmp_path)
+    assert_succeeded(done, f"simulated decode ok {expected}")
 
 
+@pytest.mark.emulated
 def test_triton_encoders_match_the_reference_in_the_interpreter(tmp_path):
-    done = run_child(INTERPRETED_ENCODE, "TRITON_INTERPRET", tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "interpreted encode ok" in done.stdout
+    expected = sum(len(variants(op="tcq_encode", format=spec, backend="triton")) for spec in ENCODE_SPECS)
+    assert expected
+    done = run_emulated("triton", script=INTERPRETED_ENCODE, cache=tmp_path)
+    assert_succeeded(done, f"interpreted encode ok {expected}")
 
 
+@pytest.mark.cpu_only
 def test_cuda_decoders_say_why_they_cannot_run_here(monkeypatch):
     monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
-    if torch.cuda.is_available():
-        pytest.fail("this test expects a machine without a CUDA device")
-    for name in ("const", "shared", "registers"):
-        reason = find_variant("dequantize", "turbo2_tcq", "cuda", name).availability()
-        assert reason.startswith("no CUDA device")
+    decoders = cuda_decoders("turbo2_tcq")
+    assert decoders
+    for v in decoders:
+        reason = v.availability()
+        assert reason.startswith("no CUDA device"), (v.name, reason)

@@ -5,9 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from quantbench.kernels import tcq_numba, trellis, trellis_training
-from quantbench.kernels.formats import FormatError
-from quantbench.kernels.trellis import Trellis
+from quantbench.kernels.formats import FormatError, trellis, trellis_training
+from quantbench.kernels.formats import trellis_numba as tcq_numba
+from quantbench.kernels.formats.trellis import Trellis
 
 
 def gaussian(groups, length, seed=0):
@@ -94,7 +94,7 @@ def test_paths_survive_packing_and_decode_to_their_values(k, L):
         values = np.zeros((16, 64), np.float32)
         for g in range(16):
             column = np.zeros((64, 1), np.float32)
-            tcq_numba._group_levels(codes[g], table, k, L, 64, 0, column)
+            tcq_numba.group_levels(codes[g], table, k, L, 64, 0, column)
             values[g] = column[:, 0]
         assert np.array_equal(values, table[path])
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from quantbench.kernels import formats, lloyd_max
-from quantbench.kernels.formats import FormatError
+from quantbench.kernels import formats
+from quantbench.kernels.formats import FormatError, lloyd_max
 from quantbench.kernels.formats.turbo import unpack_bit_planes
 
 LLOYD_MAX_MSE = {2: 0.1175, 3: 0.03455}  # published values for N(0,1) (Max 1960)

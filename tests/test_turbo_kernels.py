@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from quantbench.harness.ops import check_packed_equal, float_tolerance
-from quantbench.harness.registry import OPS, Case, variants
 from quantbench.kernels import formats
+from quantbench.kernels.checks import check_packed_equal, float_tolerance
 from quantbench.kernels.formats.turbo import qjl_matrix, qjl_scale
+from quantbench.kernels.registry import OPS, Case, variants
 
 SPECS = ["turbo2", "turbo3", "turbo4", "turbo4_mse", "turbo3:group=32", "turbo2:rotate=0",
          "turbo4:signs=0:norm_correction=0", "turbo4_mse:group=64"]

@@ -3,8 +3,8 @@ dequantized weights, every matmul variant agrees, the model is restored, gptq ca
 quality table carries the weights spec."""
 import pytest
 import torch
-
 from model_helpers import random_hf_weights, tiny_hf_config, write_gguf
+
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import ModelConfig, load_model
 from quantbench.harness.model.llama import weight_shapes
@@ -76,7 +76,8 @@ def test_gptq_on_a_tiny_model_uses_the_calibration_hessians(model):
     calib = Calibration(torch.randint(CFG.vocab_size, (4, 48), generator=torch.Generator().manual_seed(2)), "random")
     hessians = {}
     qw = quantize_weights(model, "q4_0,output=q8_0", "gptq", calibration=calib, hessians=hessians, progress=False)
-    assert set(hessians) == {"tok_embeddings"} | {f"layers.{i}.{n}" for i in range(2) for n in ("wqkv", "wo", "w13", "w2")}
+    assert set(hessians) == {"tok_embeddings"} | {f"layers.{i}.{n}" for i in range(2)
+                                                  for n in ("wqkv", "wo", "w13", "w2")}
     assert qw.variant == "gptq:damp=0.01:calib=random:4x48"
     assert qw.summary()["embeddings_included"] is True
     # on the calibration tokens, gptq's layer outputs are closer to the unquantized ones than rtn's
@@ -135,7 +136,8 @@ def test_sensitivity_ranks_roles_by_kld_per_bit(tmp_path):
     assert [r["rank"] for r in rows] == [1, 2] and len(quality_rows) == 2
     assert rows[0]["kld_per_bit"] >= rows[1]["kld_per_bit"]
     down = next(r for r in rows if r["role"] == "down")
-    assert down["weights"] == "down=q4_0" and down["delta_bpw"] == pytest.approx((16 - 4.5) * down["share %"] / 100, rel=1e-3)
+    assert (down["weights"] == "down=q4_0"
+            and down["delta_bpw"] == pytest.approx((16 - 4.5) * down["share %"] / 100, rel=1e-3))
     rows, quality_rows = sensitivity_table(tiny, "q4_0", "q8_0", ["k", "down"], **common)
     baseline = quality_rows[0]["kld_mean"]
     for r in rows:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from quantbench.harness.bench import COLUMNS, run_bench, select, to_records
 from quantbench.harness.errors import UserError
-from quantbench.harness.registry import Case, get_op
 from quantbench.harness.timing import TimingConfig
+from quantbench.kernels.registry import Case, get_op
 
 from .common import add_output_option, add_store_options, emit, split_list, store
 

@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
                         "(firstN=, lastN=, layersA-B=, k.firstN=...) attach to the policy before them, as does "
                         "v= after k=: 'f16,turbo3,first4=q8_0,k=q8_0,v=turbo3' is three policies; ';' separates "
                         "policies explicitly: 'turbo3,last8=q8_0;turbo2,first4=q8_0'")
-    p.add_argument("--k", metavar="FMT", default=None, help="K format of one asymmetric policy (with --v); it is added to the --kv "
+    p.add_argument("--k", metavar="FMT", default=None,
+                   help="K format of one asymmetric policy (with --v); it is added to the --kv "
                         "policies, or measured alone when --kv is not given")
     p.add_argument("--v", metavar="FMT", default=None, help="V format of the asymmetric policy (with --k)")
     p.add_argument("-m", "--model", default=None,

@@ -15,22 +15,13 @@ from quantbench.harness.bench import COLUMNS, run_bench, select, to_records
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model, parse_kv_policy
 from quantbench.harness.quality import TABLE_COLUMNS, quality_records, quality_table
-from quantbench.harness.registry import OPS, load_all
 from quantbench.harness.timing import TimingConfig
 from quantbench.kernels import formats as formats_registry
+from quantbench.kernels.registry import OPS, load_all
 
 from .common import add_output_option, add_store_options, emit, split_list, store
 
 PARTS = ("formats", "kernels", "quality", "throughput")
-# op -> (formats measured by `run`, None: every format the op takes; which default cases it keeps).
-# `run` keeps the cases of the embedded model's size; `bench` runs the op's full default cases.
-KERNEL_OPS = {
-    "quantize": (None, lambda case: True),
-    "dequantize": (None, lambda case: True),
-    "fwht": (None, lambda case: True),
-    "attn_decode": (["f32", "f16", "q8_0", "q4_0", "turbo3", "turbo2"], lambda case: case.ctx <= 4096),
-    "gemv": (["f32", "q8_0", "q4_0", "q4_1"], lambda case: case.n * case.k <= 1 << 20),
-}
 QUALITY_SKIP = ("f32", "bf16")  # KL divergence of every other registered format, as a KV cache
 QUALITY_CTX = 512
 THROUGHPUT_KV = "f16,q8_0,q4_0,turbo3"
@@ -43,7 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--parts", default="all", help=f"comma-separated subset of {', '.join(PARTS)} (default all)")
     p.add_argument("--budget", type=float, default=0.2, help="seconds of timing per kernel case (default 0.2)")
     p.add_argument("--chunks", type=int, default=1,
-                   help=f"corpus chunks of {QUALITY_CTX} tokens scored for KL divergence (default 1; `quality` defaults to 8)")
+                   help=f"corpus chunks of {QUALITY_CTX} tokens scored for KL divergence "
+                        "(default 1; `quality` defaults to 8)")
     add_output_option(p)
     add_store_options(p)
     p.set_defaults(func=run)
@@ -80,14 +72,13 @@ def run_kernels(args) -> bool:
     """Every variant of each kernel op at its default cases; True when one gave a wrong result."""
     load_all()
     failed = False
-    for op, (formats, keep) in KERNEL_OPS.items():
-        if op not in OPS:
-            continue
-        print(f"kernels: {op}", file=sys.stderr, flush=True)
-        default_cases = OPS[op].default_cases
-        results = run_bench(op, select(op, formats, None), config=TimingConfig(budget_s=args.budget),
-                            cases_for=lambda spec: [c for c in default_cases(spec) if keep(c)])
-        emit([r.row() for r in results], COLUMNS, args, f"Kernels: {op}")
+    for op in [o for o in OPS.values() if o.in_run]:
+        print(f"kernels: {op.name}", file=sys.stderr, flush=True)
+        keep = op.run_filter or (lambda case: True)
+        formats = list(op.run_formats) if op.run_formats else None
+        results = run_bench(op.name, select(op.name, formats, None), config=TimingConfig(budget_s=args.budget),
+                            cases_for=lambda spec, op=op, keep=keep: [c for c in op.default_cases(spec) if keep(c)])
+        emit([r.row() for r in results], COLUMNS, args, f"Kernels: {op.name}")
         store(to_records(results), args)
         failed |= any(r.status.startswith("failed") for r in results)
     return failed

@@ -25,11 +25,14 @@ def add_parser(sub) -> None:
                                    "--protect FMT, everything is in --weights except one role at a time in FMT. "
                                    "Rank 1 is where a bit per weight buys the most KL divergence.")
     add_weight_options(p, format_only=True)
-    p.add_argument("--protect", metavar="FMT", default=None, help="protect one role at a time in this format (e.g. q8_0)")
+    p.add_argument("--protect", metavar="FMT", default=None,
+                   help="protect one role at a time in this format (e.g. q8_0)")
     p.add_argument("--roles", default=",".join(LAYER_ROLES),
                    help=f"roles to study, comma-separated (default {','.join(LAYER_ROLES)}; also embeddings, output)")
-    p.add_argument("-m", "--model", default=None, help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)")
-    p.add_argument("--corpus", metavar="FILE", default=None, help="UTF-8 text to score (default: CPython's pydoc topics)")
+    p.add_argument("-m", "--model", default=None,
+                   help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)")
+    p.add_argument("--corpus", metavar="FILE", default=None,
+                   help="UTF-8 text to score (default: CPython's pydoc topics)")
     p.add_argument("-c", "--ctx", type=int, default=512, help="tokens per chunk (default 512)")
     p.add_argument("--chunks", type=int, default=2, help="chunks scored per role (default 2: a few minutes on 2 cores)")
     p.add_argument("--kv", default="f16", help="KV cache policy of every run (default f16)")

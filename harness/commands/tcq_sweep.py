@@ -7,15 +7,17 @@ import sys
 from quantbench.harness import trellis_sweep
 from quantbench.harness.errors import UserError
 from quantbench.kernels.formats import FormatError
-from quantbench.kernels.formats.tcq import MAX_TRAINED_L
+from quantbench.kernels.formats.turbo_tcq import MAX_TRAINED_L
 
 from .common import add_output_option, add_store_options, emit, split_list, store
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("tcq-sweep", help="trellis-coded quantization: MSE and encode/decode throughput vs trellis size L")
+    p = sub.add_parser("tcq-sweep",
+                       help="trellis-coded quantization: MSE and encode/decode throughput vs trellis size L")
     p.add_argument("--bits", default="2,3", help="bits per value, comma-separated (default 2,3)")
-    p.add_argument("--L", dest="Ls", default="6-16", help="state bits: a range and/or list, e.g. 6-16 or 6,9,12 (default 6-16)")
+    p.add_argument("--L", dest="Ls", default="6-16",
+                   help="state bits: a range and/or list, e.g. 6-16 or 6,9,12 (default 6-16)")
     p.add_argument("--seq", type=int, default=256, help="values per N(0,1) sequence (default 256)")
     p.add_argument("--values", type=int, default=1 << 15, help="N(0,1) values per MSE point (default 32768)")
     p.add_argument("--seed", type=int, default=0)
@@ -24,7 +26,8 @@ def add_parser(sub) -> None:
                         "but the first training at L=12 takes a few minutes (default 10)")
     p.add_argument("--speed-L", default="6,9,12,16", help="L values of the throughput table (default 6,9,12,16)")
     p.add_argument("--encoders", default="viterbi,greedy", help="encoders to time (default viterbi,greedy)")
-    p.add_argument("--backends", default="numpy,numba", help="encode backends to time on this CPU (default numpy,numba)")
+    p.add_argument("--backends", default="numpy,numba",
+                   help="encode backends to time on this CPU (default numpy,numba)")
     p.add_argument("--dim", type=int, default=64, help="group size of the throughput runs (default 64, head_dim)")
     p.add_argument("--budget", type=float, default=0.3, help="seconds of timing per throughput point (default 0.3)")
     p.add_argument("--no-mse", action="store_true", help="skip the MSE table")

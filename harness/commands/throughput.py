@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
                    help="KV policies, comma-separated: f16,q8_0,turbo3 (layer-adaptive items such as "
                         "'turbo3,first4=q8_0' attach to the policy before them; ';' separates explicitly; "
                         "'none' is the unquantized cache); default f16")
-    p.add_argument("--attn", default="dequant_sdpa", help=f"attention backends, comma-separated ({', '.join(attention_names())})")
+    p.add_argument("--attn", default="dequant_sdpa",
+                   help=f"attention backends, comma-separated ({', '.join(attention_names())})")
     p.add_argument("-p", "--n-prompt", default="512", help="prompt tokens (comma list; 0 skips prefill); default 512")
     p.add_argument("-n", "--n-gen", default="128", help="generated tokens (comma list; 0 skips decode); default 128")
     p.add_argument("-d", "--depth", default="0", help="context depth before the test (comma list); default 0")

@@ -4,7 +4,14 @@ from __future__ import annotations
 import sys
 
 from quantbench.harness.errors import UserError
-from quantbench.harness.weights import EMBEDDED_NOTE, MATMULS, METHODS, GPTQOptions, calibration_tokens, quantize_weights
+from quantbench.harness.weights import (
+    EMBEDDED_NOTE,
+    MATMULS,
+    METHODS,
+    GPTQOptions,
+    calibration_tokens,
+    quantize_weights,
+)
 from quantbench.harness.weights.calibration import DEFAULT_LENGTH, DEFAULT_SEQUENCES
 
 WEIGHT_COLUMNS = ["weights", "method", "weights_bpw"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import sys
 from dataclasses import dataclass
@@ -41,8 +40,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from quantbench.harness.atomic_file import write_atomic
-from quantbench.harness.results import results_dir
+from quantbench.kernels.storage import cache_dir, write_atomic
 
 FORMAT_VERSION = 1
 MAGIC = b"QBREFLP1"
@@ -52,7 +50,7 @@ STEP = RANGE_NATS / MAX_CODE
 
 
 def cache_root() -> Path:
-    return Path(os.environ["QUANTBENCH_CACHE"]) if os.environ.get("QUANTBENCH_CACHE") else results_dir() / "cache"
+    return cache_dir()
 
 
 @dataclass(frozen=True)

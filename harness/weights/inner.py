@@ -23,10 +23,22 @@ from __future__ import annotations
 
 import torch
 
+from quantbench.kernels import formats
 from quantbench.kernels.formats import Format, FormatError, Packed
-from quantbench.kernels.formats.ggml_blocks import BLOCK, GGMLBlockFormat, pack_nibbles, round_half_away
+from quantbench.kernels.formats.ggml_blocks import (
+    BLOCK,
+    Q4_0,
+    Q4_1,
+    Q8_0,
+    GGMLBlockFormat,
+    pack_nibbles,
+    round_half_away,
+)
 from quantbench.kernels.formats.rotated_blocks import RotatedBlockFormat
 from quantbench.kernels.formats.turbo import TurboFormat, pack_bit_planes
+
+# block layout -> (lowest, highest rounded value, offset to the stored code); q4_1 rounds (w - m) / d
+BLOCK_COLUMN_RANGES = {Q8_0: (-127, 127, 0), Q4_0: (-8, 7, 8), Q4_1: (0, 15, 0)}
 
 
 class InnerQuantizer:
@@ -64,12 +76,11 @@ class BlockQuantizer(InnerQuantizer):
     def __init__(self, fmt: Format, in_dim: int):
         super().__init__(fmt, in_dim)
         self.block_format: GGMLBlockFormat = fmt.inner if isinstance(fmt, RotatedBlockFormat) else fmt
-        self.name = self.block_format.name
 
     def rotation(self):
         if not isinstance(self.fmt, RotatedBlockFormat):
             return None
-        from quantbench.kernels.rotation import rotate
+        from quantbench.kernels.formats.rotation import rotate
         return rotate(torch.eye(self.in_dim), self.fmt.group_for(self.in_dim), self.fmt.signs)
 
     def group_params(self, wg):
@@ -79,21 +90,17 @@ class BlockQuantizer(InnerQuantizer):
     def quantize_column(self, w, params):
         d = params["d"].float()
         inv = torch.where(d == 0, torch.zeros_like(d), 1 / torch.where(d == 0, torch.ones_like(d), d))
-        if self.name == "q8_0":
-            q = round_half_away(w * inv).clamp(-127, 127)
-            return q.long(), q * d
-        if self.name == "q4_0":
-            q = round_half_away(w * inv).clamp(-8, 7)
-            return (q + 8).long(), q * d
-        m = params["m"].float()
-        q = round_half_away((w - m) * inv).clamp(0, 15)
-        return q.long(), q * d + m
+        low, high, offset = BLOCK_COLUMN_RANGES[type(self.block_format)]
+        m = params["m"].float() if "m" in params else 0.0
+        q = round_half_away((w - m) * inv).clamp(low, high)
+        return (q + offset).long(), q * d + m
 
     def pack(self, codes, params):
         rows = codes.shape[0]
         blocks = codes.reshape(rows, -1, BLOCK)
         fields = {k: torch.stack([p[k] for p in params], dim=-1) for k in params[0]}
-        fields["qs"] = (blocks.to(torch.int8) if self.name == "q8_0" else pack_nibbles(blocks.to(torch.uint8)))
+        fields["qs"] = (blocks.to(torch.int8) if isinstance(self.block_format, Q8_0)
+                        else pack_nibbles(blocks.to(torch.uint8)))
         return Packed(self.fmt.spec, (rows, self.in_dim), fields)
 
 
@@ -133,10 +140,20 @@ class TurboQuantizer(InnerQuantizer):
         return Packed(self.fmt.spec, (rows, self.in_dim), fields)
 
 
-def inner_quantizer(fmt: Format, in_dim: int) -> InnerQuantizer:
+def quantizer_class(fmt: Format) -> type[InnerQuantizer] | None:
+    """The per-column quantizer that reproduces the format's encoder, None where there is none."""
     if isinstance(fmt, TurboFormat) and not fmt.qjl:
-        return TurboQuantizer(fmt, in_dim)
-    if isinstance(fmt, (GGMLBlockFormat, RotatedBlockFormat)):
-        return BlockQuantizer(fmt, in_dim)
-    raise FormatError(f"gptq: format {fmt.spec} has no per-value inner quantizer (gptq supports q8_0, q4_0, "
-                      "q4_1, q8_0_rot, q4_0_rot, turbo2, turbo3, turbo4_mse; use --method rtn for the others)")
+        return TurboQuantizer
+    block = fmt.inner if isinstance(fmt, RotatedBlockFormat) else fmt
+    if type(block) in BLOCK_COLUMN_RANGES:
+        return BlockQuantizer
+    return None
+
+
+def inner_quantizer(fmt: Format, in_dim: int) -> InnerQuantizer:
+    cls = quantizer_class(fmt)
+    if cls is None:
+        supported = [n for n in formats.names() if quantizer_class(formats.get(n))]
+        raise FormatError(f"gptq: format {fmt.spec} has no per-value inner quantizer (gptq supports "
+                          f"{', '.join(supported)}; use --method rtn for the others)")
+    return cls(fmt, in_dim)

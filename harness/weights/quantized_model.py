@@ -9,7 +9,7 @@ are, so the same model still gives the unquantized reference).
 `matmul` picks how a quantized weight is multiplied:
     dense           the dequantized weights precomputed once, then F.linear (quality runs)
     dequant_matmul  decode the packed weights on every call, then F.linear (the "cuBLAS" path)
-    fused_fma, int8_dot   quantbench.kernels.matmul_numba on the packed weights (CPU, numba; the
+    fused_fma, int8_dot   quantbench.kernels.matmul.numba on the packed weights (CPU, numba; the
                     activations are divided by the input scale first when gptq's alpha option made one)
 """
 from __future__ import annotations
@@ -143,11 +143,11 @@ class PackedLinear:
 
 
 def _kernel_matmul(variant: str):
-    """quantbench.kernels.matmul_numba's prepared matmul (raises FormatError for formats it lacks)."""
+    """quantbench.kernels.matmul.numba's prepared matmul (raises FormatError for formats it lacks)."""
     try:
-        from quantbench.kernels.matmul_numba import NumbaMatmul
+        from quantbench.kernels.matmul.numba import NumbaMatmul
     except ImportError as exc:
-        raise UserError(f"matmul {variant}: quantbench.kernels.matmul_numba is not available ({exc})") from None
+        raise UserError(f"matmul {variant}: quantbench.kernels.matmul.numba is not available ({exc})") from None
     return NumbaMatmul
 
 

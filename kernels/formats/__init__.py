@@ -5,14 +5,21 @@
     fmt = formats.get("turbo3")              # or "turbo3:group=128:rotate=0", or get("turbo3", rotate=False)
     packed = fmt.encode(x); y = fmt.decode(packed); fmt.bits_per_value
 
-Adding a format is one decorated class in one file of this folder: subclass `Format`, decorate
-it with `@register`, and import the file at the bottom of this module.
+Adding a format is one decorated class in a new file of this folder: subclass `Format` and
+decorate it with `@register`. Every module here is imported when the package loads, in the order
+of their names (the order `names()` lists the formats in); the format math the formats share
+(rotation, Lloyd-Max, the trellis and its table training) lives here too. Installed plugins
+(`quantbench.plugins` entry points, see kernels/plugins.py) register theirs on first lookup.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 
 from .base import Format, FormatError, Packed
+
+__all__ = ["Format", "FormatError", "Packed", "get", "names", "options_of", "parse_spec", "register"]
 
 _REGISTRY: dict[str, type[Format]] = {}
 
@@ -27,12 +34,14 @@ def register(cls: type[Format]) -> type[Format]:
 
 
 def names() -> list[str]:
+    _load_plugins()
     return list(_REGISTRY)
 
 
 def get(spec: str, **options) -> Format:
     """Build a format from `name[:key=value...]` plus keyword options (keywords win)."""
     name, parsed = parse_spec(spec)
+    _load_plugins()
     if name not in _REGISTRY:
         raise FormatError(f"unknown format {name!r}; known formats: {', '.join(_REGISTRY)}")
     cls = _REGISTRY[name]
@@ -84,9 +93,11 @@ def _coerce(fmt: str, key: str, value, default):
     return value
 
 
-# Registration order is the order `names()` lists them in.
-from . import floats  # noqa: E402,F401
-from . import ggml_blocks  # noqa: E402,F401
-from . import rotated_blocks  # noqa: E402,F401
-from . import turbo  # noqa: E402,F401
-from . import tcq  # noqa: E402,F401
+def _load_plugins() -> None:
+    from quantbench.kernels.plugins import load_plugins
+
+    load_plugins()
+
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -112,7 +112,8 @@ class Format:
         if x.dtype not in FLOAT_DTYPES:
             raise FormatError(f"{self.spec}: expected a floating-point tensor, got dtype {x.dtype}")
         if x.dim() < 1 or x.shape[-1] == 0:
-            raise FormatError(f"{self.spec}: expected a tensor with a non-empty last dimension, got shape {tuple(x.shape)}")
+            raise FormatError(f"{self.spec}: expected a tensor with a non-empty last dimension, "
+                              f"got shape {tuple(x.shape)}")
         self.check_dim(x.shape[-1])
         if not bool(torch.isfinite(x).all()):
             raise FormatError(f"{self.spec}: input contains NaN or Inf")

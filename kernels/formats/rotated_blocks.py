@@ -14,10 +14,11 @@ import math
 
 import torch
 
-from ..rotation import rotate, unrotate
+from quantbench.kernels.formats.rotation import rotate, unrotate
+
 from . import register
 from .base import Format, FormatError, Packed, RotationGroups, check_power_of_two_group
-from .ggml_blocks import BLOCK, GGMLBlockFormat, Q4_0, Q8_0, blocks_to_bytes, bytes_to_packed
+from .ggml_blocks import BLOCK, Q4_0, Q8_0, GGMLBlockFormat, blocks_to_bytes, bytes_to_packed
 
 
 class RotatedBlockFormat(RotationGroups, Format):

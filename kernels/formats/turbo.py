@@ -2,7 +2,7 @@
 
 Encode, for each group of g values (option `group`; default: the whole last dimension):
   1. n = ||x|| (summed in float64, so the order of the sum does not matter once cast), u = x / n;
-  2. y = H (s * u) / sqrt(g): fixed seeded random signs s, orthonormal FWHT (kernels/rotation.py).
+  2. y = H (s * u) / sqrt(g): fixed seeded random signs s, orthonormal FWHT (kernels/formats/rotation.py).
      Whatever the input, y's coordinates are then close to N(0, 1/g);
   3. code_i = the Lloyd-Max cell of y_i for N(0, 1/g) (levels of N(0,1) scaled by 1/sqrt(g));
      torch.bucketize on the float32 boundaries: a value equal to a boundary takes the lower cell;
@@ -33,8 +33,9 @@ import math
 
 import torch
 
-from .. import lloyd_max
-from ..rotation import fwht, random_signs
+from quantbench.kernels.formats import lloyd_max
+from quantbench.kernels.formats.rotation import fwht, random_signs
+
 from . import register
 from .base import Format, FormatError, Packed, RotationGroups, check_power_of_two_group
 

@@ -1,0 +1,284 @@
+"""Numba CPU attention straight from the packed KV cache: `native` (flash-decoding) and `sparse_v`.
+
+Both read each stored row once per call, decode it into a row buffer (kernels/attention/numba_rows.py)
+and never materialize the dequantized cache. Queries arrive in the codes' domain
+(kernels/attention/layout.NativePlan.query: scaled, rotated, turbo4-extended) as [R, Q, W] with
+R = batch * kv_heads and Q = group * n: the query heads sharing a KV head read its rows together.
+
+native: the context is cut into splits; prange runs over (R, split). Each task walks its split
+in tiles of TILE positions: scores of the tile for all Q queries, one online-softmax rescale per
+tile, then the value rows weighted into a [Q, W] accumulator. The partial (max, sum, accumulator)
+triples are merged exactly afterwards (flash-decoding: out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s).
+
+sparse_v: two passes. Scores of every position go to a [R, Q, ctx] buffer with each split's max and
+exp-sum; merged, they give every query's exact softmax normalizer. The value pass then computes
+the final weights and skips a row (no read, no decode) when its weight is below the threshold for
+all Q queries; kept rows accumulate with their final weights (skipped mass is not redistributed).
+
+FASTMATH lets LLVM reassociate the dot products and sums (any order is covered by the op's
+tolerance) but keeps infinities, which mark masked positions.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from quantbench.kernels.attention.layout import is_native, native_plan, qjl_coefficient
+from quantbench.kernels.attention.numba_rows import SPREAD, decode_row
+from quantbench.kernels.attention.spec import attn_shape, causal_limits
+from quantbench.kernels.attention.torch import ATTN_OPS, SPARSE_V_THRESHOLD, SparseVRun
+from quantbench.kernels.registry import variant
+
+TILE = 32
+MIN_SPLIT = 256  # positions per task at least: below this the merge and scratch cost dominate
+TASKS_PER_THREAD = 4
+FASTMATH = {"reassoc", "contract", "arcp"}  # not nnan/ninf: masked scores and empty maxima are -inf
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def flash_partials(kind, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, bits, cg, codebook, qjl_coef,
+                   spread, split, m_out, l_out, acc_out):
+    R, Q, W = qx.shape
+    ctx = kc.shape[0]
+    splits = m_out.shape[1]
+    for task in prange(R * splits):
+        r = task // splits
+        sp = task % splits
+        lo = sp * split
+        hi = min(ctx, lo + split)
+        row = np.empty(W, np.float32)
+        seen = np.empty(Q, np.int64)
+        for qi in range(Q):
+            seen[qi] = limits[qi % n]
+        scores = np.empty((TILE, Q), np.float32)
+        m = np.full(Q, -np.inf, np.float32)
+        l = np.zeros(Q, np.float32)
+        acc = np.zeros((Q, W), np.float32)
+        for t0 in range(lo, hi, TILE):
+            t1 = min(hi, t0 + TILE)
+            for pos in range(t0, t1):
+                decode_row(kind, kc, ke, ks1, ks2, pos, r, dim, bits, cg, codebook, qjl_coef, spread, row)
+                for qi in range(Q):
+                    if pos < seen[qi]:
+                        s = np.float32(0.0)
+                        for i in range(W):
+                            s += qx[r, qi, i] * row[i]
+                        scores[pos - t0, qi] = s
+                    else:
+                        scores[pos - t0, qi] = -np.inf
+            for qi in range(Q):
+                top = m[qi]
+                for t in range(t1 - t0):
+                    top = max(top, scores[t, qi])
+                if top == -np.inf:
+                    for t in range(t1 - t0):
+                        scores[t, qi] = 0.0
+                    continue
+                if top > m[qi]:
+                    alpha = np.float32(math.exp(m[qi] - top))
+                    l[qi] *= alpha
+                    for i in range(W):
+                        acc[qi, i] *= alpha
+                    m[qi] = top
+                for t in range(t1 - t0):
+                    p = np.float32(math.exp(scores[t, qi] - top))
+                    scores[t, qi] = p
+                    l[qi] += p
+            for pos in range(t0, t1):
+                decode_row(kind, vc, ve, vs1, vs2, pos, r, dim, bits, cg, codebook, qjl_coef, spread, row)
+                for qi in range(Q):
+                    p = scores[pos - t0, qi]
+                    if p != 0.0:
+                        for i in range(W):
+                            acc[qi, i] += p * row[i]
+        for qi in range(Q):
+            m_out[r, sp, qi] = m[qi]
+            l_out[r, sp, qi] = l[qi]
+            for i in range(W):
+                acc_out[r, sp, qi, i] = acc[qi, i]
+
+
+@njit(parallel=True, cache=True)
+def merge_partials(m_out, l_out, acc_out, out):
+    R, splits, Q, W = acc_out.shape
+    for rq in prange(R * Q):
+        r = rq // Q
+        qi = rq % Q
+        top = -np.inf
+        for sp in range(splits):
+            top = max(top, m_out[r, sp, qi])
+        total = 0.0
+        for i in range(W):
+            out[r, qi, i] = 0.0
+        for sp in range(splits):
+            if m_out[r, sp, qi] == -np.inf:
+                continue
+            w = math.exp(m_out[r, sp, qi] - top)
+            total += w * l_out[r, sp, qi]
+            for i in range(W):
+                out[r, qi, i] += w * acc_out[r, sp, qi, i]
+        for i in range(W):
+            out[r, qi, i] /= total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def sparse_scores(kind, qx, limits, n, kc, ke, ks1, ks2, dim, bits, cg, codebook, qjl_coef, spread, split,
+                  scores, m_out, l_out):
+    R, Q, W = qx.shape
+    ctx = kc.shape[0]
+    splits = m_out.shape[1]
+    for task in prange(R * splits):
+        r = task // splits
+        sp = task % splits
+        lo = sp * split
+        hi = min(ctx, lo + split)
+        row = np.empty(W, np.float32)
+        for pos in range(lo, hi):
+            decode_row(kind, kc, ke, ks1, ks2, pos, r, dim, bits, cg, codebook, qjl_coef, spread, row)
+            for qi in range(Q):
+                if pos < limits[qi % n]:
+                    s = np.float32(0.0)
+                    for i in range(W):
+                        s += qx[r, qi, i] * row[i]
+                    scores[r, qi, pos] = s
+                else:
+                    scores[r, qi, pos] = -np.inf
+        for qi in range(Q):
+            top = -np.inf
+            for pos in range(lo, hi):
+                top = max(top, scores[r, qi, pos])
+            total = np.float32(0.0)
+            if top != -np.inf:
+                for pos in range(lo, hi):
+                    total += np.float32(math.exp(scores[r, qi, pos] - top))
+            m_out[r, sp, qi] = top
+            l_out[r, sp, qi] = total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def sparse_values(kind, vc, ve, vs1, vs2, dim, bits, cg, codebook, qjl_coef, spread, split, threshold,
+                  scores, top, norm, acc_out, skipped):
+    R, splits, Q, W = acc_out.shape
+    ctx = vc.shape[0]
+    for task in prange(R * splits):
+        r = task // splits
+        sp = task % splits
+        lo = sp * split
+        hi = min(ctx, lo + split)
+        row = np.empty(W, np.float32)
+        weights = np.empty(Q, np.float32)
+        acc = np.zeros((Q, W), np.float32)
+        count = 0
+        for pos in range(lo, hi):
+            largest = np.float32(0.0)
+            for qi in range(Q):
+                weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
+                largest = max(largest, weights[qi])
+            if largest < threshold:
+                count += 1
+                continue
+            decode_row(kind, vc, ve, vs1, vs2, pos, r, dim, bits, cg, codebook, qjl_coef, spread, row)
+            for qi in range(Q):
+                for i in range(W):
+                    acc[qi, i] += weights[qi] * row[i]
+        skipped[task] = count
+        for qi in range(Q):
+            for i in range(W):
+                acc_out[r, sp, qi, i] = acc[qi, i]
+
+
+# ---- drivers -----------------------------------------------------------------------------------
+def split_size(ctx: int, rows: int) -> int:
+    """Positions per task: enough tasks to keep every thread busy, none shorter than MIN_SPLIT."""
+    tasks = TASKS_PER_THREAD * numba.get_num_threads()
+    split = max(MIN_SPLIT, -(-ctx * rows // tasks))
+    return min(ctx, -(-split // TILE) * TILE)
+
+
+class NativeCache:
+    """A packed K/V pair (one format) made ready for the kernels: plan, row views, and `limits`:
+    query token i sees positions 0 .. limits[i]-1. Build it once per cache and query shape."""
+
+    def __init__(self, fmt, pk, pv, limits):
+        ctx, batch, kv_heads, dim = pk.shape
+        if tuple(pv.shape) != tuple(pk.shape):
+            raise ValueError(f"native attention: K {tuple(pk.shape)} and V {tuple(pv.shape)} differ in shape")
+        self.plan = native_plan(fmt, dim)
+        self.k = self.plan.rows(pk)
+        self.v = self.plan.rows(pv)
+        self.shape = (ctx, batch, kv_heads, dim)
+        self.limits = np.asarray(limits, dtype=np.int64)
+        self.n = len(self.limits)
+        if self.n == 0 or self.limits.min() < 1 or self.limits.max() > ctx:
+            raise ValueError(f"native attention: query limits {self.limits.tolist()} outside 1..{ctx}")
+        self.split = split_size(ctx, batch * kv_heads)
+        self.splits = -(-ctx // self.split)
+        p = self.plan
+        self.consts = (p.dim, p.bits, p.code_group or 32, p.codebook if p.codebook.size else np.zeros(1, np.float32),
+                       qjl_coefficient(p), SPREAD)
+
+    def queries(self, q: torch.Tensor) -> np.ndarray:
+        b, h, n, _ = q.shape
+        _, batch, kv_heads, _ = self.shape
+        if (b, n) != (batch, self.n) or h % kv_heads:
+            raise ValueError(f"native attention: query {tuple(q.shape)} does not fit a cache of batch {batch}, "
+                             f"{kv_heads} KV heads and {self.n} query tokens")
+        qx = self.plan.query(q)
+        return qx.reshape(b * kv_heads, h // kv_heads * n, qx.shape[-1]).numpy()
+
+    def finish(self, out: np.ndarray, q_shape) -> torch.Tensor:
+        b, h, n, _ = q_shape
+        return self.plan.output(torch.from_numpy(out).reshape(b, h, n, out.shape[-1]))
+
+    def native(self, q: torch.Tensor) -> torch.Tensor:
+        qx = self.queries(q)
+        R, Q, W = qx.shape
+        m = np.empty((R, self.splits, Q), np.float32)
+        l = np.empty((R, self.splits, Q), np.float32)
+        acc = np.empty((R, self.splits, Q, W), np.float32)
+        flash_partials(self.plan.kind, qx, self.limits, self.n, *self.k, *self.v, *self.consts, self.split, m, l, acc)
+        out = np.empty((R, Q, W), np.float32)
+        merge_partials(m, l, acc, out)
+        return self.finish(out, q.shape)
+
+    def sparse_v(self, q: torch.Tensor, threshold: float) -> tuple[torch.Tensor, float]:
+        qx = self.queries(q)
+        R, Q, W = qx.shape
+        ctx = self.shape[0]
+        scores = np.empty((R, Q, ctx), np.float32)
+        m = np.empty((R, self.splits, Q), np.float32)
+        l = np.empty((R, self.splits, Q), np.float32)
+        sparse_scores(self.plan.kind, qx, self.limits, self.n, *self.k, *self.consts, self.split, scores, m, l)
+        top = m.max(axis=1)
+        norm = (l * np.exp(np.where(np.isfinite(m), m - top[:, None, :], -np.inf))).sum(axis=1)
+        acc = np.empty((R, self.splits, Q, W), np.float32)
+        skipped = np.zeros(R * self.splits, np.int64)
+        sparse_values(self.plan.kind, *self.v, *self.consts, self.split, np.float32(threshold), scores, top,
+                      norm.astype(np.float32), acc, skipped)
+        out = self.finish(acc.sum(axis=1), q.shape)
+        return out, float(skipped.sum()) / (R * ctx)
+
+
+def _native_cache(case) -> tuple[NativeCache, torch.Tensor]:
+    s = attn_shape(case)
+    x = case.inputs()
+    fmt = case.format_obj
+    return NativeCache(fmt, fmt.encode(x["k"]), fmt.encode(x["v"]), causal_limits(s.n, s.ctx)), x["q"]
+
+
+for _op in ATTN_OPS:
+    @variant(_op, backend="numba", name="native", formats=is_native, needs=("numba",))
+    def _native(case):
+        """flash-decoding over the packed codes: context splits in parallel, exact softmax merge"""
+        cache, q = _native_cache(case)
+        return lambda: cache.native(q)
+
+    @variant(_op, backend="numba", name="sparse_v", formats=is_native, needs=("numba",))
+    def _sparse_v(case):
+        """exact softmax normalizer first, then only the value rows some query weights above the threshold"""
+        cache, q = _native_cache(case)
+        return SparseVRun(lambda t: cache.sparse_v(q, t), SPARSE_V_THRESHOLD)
