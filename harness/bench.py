@@ -3,9 +3,10 @@ measured copy bandwidth, arithmetic intensity and speedup against the op's basel
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from quantbench.kernels import formats as formats_registry
+from quantbench.kernels.errors import FormatError, UserError
 from quantbench.kernels.registry import Case, Unavailable, Variant, get_op, variants
 
 from . import results as results_store
@@ -18,7 +19,7 @@ class BenchResult:
     case: Case
     variant: Variant
     timing: Timing | None = None
-    status: str = "ok"  # "ok", "unavailable: <reason>", "failed: <reason>"
+    status: str = "ok"  # "ok", "unavailable: <reason>", "skipped: <reason>", "failed: <reason>"
     bytes: int = 0
     flops: float = 0.0
     peak_bytes_per_s: float = 0.0
@@ -53,6 +54,8 @@ class BenchResult:
         }
 
 
+ROUND_ROBIN_BYTES = 1 << 30  # case data (the op's traffic model) timed round-robin at once
+
 COLUMNS = ["op", "format", "backend", "variant", "shape", "time_us", "noise_pct", "gbps", "pct_peak",
            "flop_per_byte", "speedup", "status"]
 
@@ -67,7 +70,8 @@ def select(op: str, formats: list[str] | None, backends: list[str] | None,
     pairs = []
     for spec in specs:
         formats_registry.get(spec)  # an unknown format or bad option fails here, naming it
-        for v in variants(op=op, format=spec):
+        # the baseline first (speedups refer to it), the rest in the order they were registered
+        for v in sorted(variants(op=op, format=spec), key=lambda v: v.key[1:] != op_obj.baseline):
             if backends and v.backend not in backends:
                 continue
             if names and v.name not in names:
@@ -78,39 +82,74 @@ def select(op: str, formats: list[str] | None, backends: list[str] | None,
 
 def run_bench(op: str, pairs: list[tuple[Variant, str]], cases_for=None, config: TimingConfig | None = None,
               validate: bool = True, progress: bool = True) -> list[BenchResult]:
-    """Time each (variant, format) on each of its cases; `cases_for(spec)` defaults to the op's."""
+    """Time each (variant, format) on each of its cases; `cases_for(spec)` defaults to the op's.
+
+    Cases are built and checked, then timed in `config.rounds` rounds, round-robin, each round a
+    share of the budget, so that a case's rounds are spread over the run and their spread shows
+    the machine's noise (compare gates on it). Cases are built a group at a time, up to
+    ROUND_ROBIN_BYTES of case data, so the large default cases never all live at once."""
     op_obj = get_op(op)
     cases_for = cases_for or op_obj.default_cases
+    config = config or TimingConfig()
     out: list[BenchResult] = []
+    built: list[tuple[BenchResult, object]] = []
+    held = 0
     for i, (v, spec) in enumerate(pairs):
         for case in cases_for(spec):
             if progress:
                 print(f"[{i + 1}/{len(pairs)}] {op} {spec} {v.backend}/{v.name} {case.shape_id}",
                       file=sys.stderr, flush=True)
-            out.append(_run_one(op_obj, v, case, config, validate))
+            result, fn = _prepare(op_obj, v, case, validate)
+            out.append(result)
+            if fn is None:
+                continue
+            if built and held + result.bytes > ROUND_ROBIN_BYTES:
+                _time_in_rounds(built, config)
+                built, held = [], 0
+            built.append((result, fn))
+            held += result.bytes
+    _time_in_rounds(built, config)
     _fill_speedups(out, op_obj.baseline)
     return out
 
 
-def _run_one(op_obj, v: Variant, case: Case, config, validate) -> BenchResult:
+def _prepare(op_obj, v: Variant, case: Case, validate: bool) -> tuple[BenchResult, object]:
+    """(result, callable to time), the callable None when the case cannot run or is wrong."""
+    try:
+        op_obj.check_case(case)  # a format that cannot hold this case skips it; the other cases run
+    except (UserError, FormatError) as exc:
+        return BenchResult(case, v, status=f"skipped: {exc}"), None
     reason = v.availability()
     if reason:
-        return BenchResult(case, v, status=f"unavailable: {reason}")
+        return BenchResult(case, v, status=f"unavailable: {reason}"), None
     case = case.with_device(v.run_device())
     result = BenchResult(case, v, bytes=op_obj.bytes(case), flops=op_obj.flops(case))
     try:
         fn = v.build(case)
         if validate and op_obj.check:
             op_obj.check(case, fn(), op_obj.reference(case))
-        result.timing = time_callable(fn, case.device, f"{case.id}/{v.backend}/{v.name}", config)
     except Unavailable as exc:
         result.status = f"unavailable: {exc}"
-        return result
+        return result, None
     except AssertionError as exc:
         result.status = f"failed: wrong result: {exc}"
-        return result
+        return result, None
     result.peak_bytes_per_s = copy_bandwidth(case.device)
-    return result
+    return result, fn
+
+
+def _time_in_rounds(built: list[tuple[BenchResult, object]], config: TimingConfig) -> None:
+    rounds = max(1, config.rounds)
+    share = replace(config, budget_s=config.budget_s / rounds, min_repeats=max(1, -(-config.min_repeats // rounds)))
+    later = replace(share, warmup=min(1, config.warmup))  # caches went cold while the other cases ran
+    parts: list[list[Timing]] = [[] for _ in built]
+    for r in range(rounds):
+        for (result, fn), timings in zip(built, parts):
+            case, v = result.case, result.variant
+            name = f"{case.id}/{v.backend}/{v.name}"
+            timings.append(time_callable(fn, case.device, name, share if r == 0 else later))
+    for (result, _), timings in zip(built, parts):
+        result.timing = Timing.from_rounds(timings) if rounds > 1 else timings[0]
 
 
 def _fill_speedups(results: list[BenchResult], baseline: tuple[str, str]) -> None:
@@ -131,7 +170,8 @@ def to_records(results: list[BenchResult]) -> list[dict]:
         common = dict(op=r.case.op, format=r.case.format, backend=r.variant.backend, variant=r.variant.name,
                       case=r.case.shape_id, device=r.device)
         records.append(results_store.make_record(metric="time", value=r.timing.median, unit="s",
-                                                 direction="lower", samples=r.timing.samples_s, **common))
+                                                 direction="lower", samples=r.timing.samples_s,
+                                                 rounds=r.timing.rounds, **common))
         records.append(results_store.make_record(metric="gbps", value=r.gbps, unit="GB/s",
                                                  direction="higher", **common))
         records.append(results_store.make_record(metric="pct_peak", value=r.pct_peak, unit="%",

@@ -10,15 +10,19 @@ How a row is decided (the first rule that applies):
 - an uncertainty on both sides (a `<metric>_err` record of the same row: the producer's standard
   error of the value, e.g. kld_mean_err): the difference is significant when it exceeds
   z * sqrt(err_base^2 + err_new^2) (z = 1.96 at 95%), and its interval is the difference +- that;
-- samples on both sides (>= 2 each): a Mann-Whitney U test (alpha, default 0.05) says whether the
-  two differ, and a bootstrap interval (fixed seed) of the ratio of the statistic the value is
-  (the samples' median, as for time, or their mean) says by how much;
-- GB/s and % of peak (stored without samples: bytes / median time) take the test and the relative
-  interval of the same benchmark's time samples;
+- replicates on both sides, best first: the row's values in >= 3 runs per side (records of the
+  same row in the side's files), else its round medians (>= 3 rounds, bench), else its samples
+  (>= 2): a Mann-Whitney U test (alpha, default 0.05) says whether the two differ, a bootstrap
+  interval (fixed seed) of the ratio of the statistic the value is (median, or the samples' mean)
+  says by how much, and the spread of the runs or rounds, (max - min) / median on either side, is
+  a noise floor the change must exceed too (samples of one burst give no floor);
+- GB/s and % of peak (stored without samples: bytes / median time) take the test, the relative
+  interval and the floor of the same benchmark's time;
 - a single value without uncertainty: the change as it is (significant whenever nonzero).
-Then: significant and worse by more than the threshold -> regressed; significant and better by
-more than the threshold -> improved; the whole interval within the threshold -> unchanged;
-anything else (the noise reaches past the threshold) -> inconclusive.
+Then: significant, beyond the floor and worse by more than the threshold -> regressed; the same but
+better -> improved; the whole interval within the threshold -> unchanged; anything else (the noise
+reaches past the threshold) -> inconclusive. gbps, pct_peak and copy_gbps move with the copy
+bandwidth measured in the same run, so they are compared only when --fail names them.
 """
 from __future__ import annotations
 
@@ -38,7 +42,12 @@ OUTCOMES = ("regressed", "improved", "inconclusive", "unchanged")
 KEY_FIELDS = ("op", "format", "backend", "variant", "case", "metric")
 ERR_SUFFIX = "_err"
 TIME_DERIVED = ("gbps", "pct_peak")  # bench.to_records: bytes / median time, stored without samples
+# metrics derived from a time and the copy bandwidth measured in the same run: they move with the
+# machine's state as much as with the kernel, so they are compared only when --fail names them
+NOT_GATED_BY_DEFAULT = (*TIME_DERIVED, "copy_gbps")
 MIN_SAMPLES = 2
+MIN_ROUNDS = 3
+MIN_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,8 @@ def latest_by_key(records: list[dict]) -> dict[tuple, dict]:
 class Side:
     label: str
     path: Path
-    records: dict[tuple, dict]
+    records: dict[tuple, dict]  # the newest record of each row
+    runs: dict[tuple, list[dict]] = field(default_factory=dict)  # every record of each row, oldest first
 
     @property
     def devices(self) -> set[str]:
@@ -139,7 +149,10 @@ def load_side(spec: str, folder: Path | None = None) -> Side:
     records = results_store.read_records(path)
     if not records:
         raise ResultsError(f"{path}: holds no records")
-    return Side(spec, path, latest_by_key(records))
+    runs: dict[tuple, list[dict]] = {}
+    for rec in records:
+        runs.setdefault(key_of(rec), []).append(rec)
+    return Side(spec, path, latest_by_key(records), runs)
 
 
 # ---- deciding --------------------------------------------------------------------------------
@@ -216,7 +229,7 @@ def _compared(key: tuple, records: dict, fail: dict) -> bool:
     if fail:
         return metric in fail
     is_uncertainty = metric.endswith(ERR_SUFFIX) and key[:-1] + (metric[: -len(ERR_SUFFIX)],) in records
-    return not is_uncertainty
+    return not is_uncertainty and metric not in NOT_GATED_BY_DEFAULT
 
 
 def _decide(key, base: Side, new: Side, threshold: Threshold, alpha: float, confidence: float) -> Row:
@@ -234,7 +247,8 @@ def _decide(key, base: Side, new: Side, threshold: Threshold, alpha: float, conf
     bv, nv = b["value"], n["value"]
     diff = nv - bv
     err = _uncertainty(key, base.records, new.records)
-    ratio_ci, p, test = (None, None, None) if err is not None else _sample_evidence(key, b, n, base, new, confidence)
+    evidence = None if err is not None else _sample_evidence(key, b, n, base, new, confidence)
+    ratio_ci, p, test, floor = evidence or (None, None, None, 0.0)
     if ratio_ci is not None:  # a test on samples: interval of new/base
         significant = p < alpha
         lo, hi = ratio_ci
@@ -257,9 +271,10 @@ def _decide(key, base: Side, new: Side, threshold: Threshold, alpha: float, conf
     row = Row(*key[:5], metric=key[5], unit=n["unit"], direction=direction, base=bv, new=nv, change=change,
               interval=(min(interval), max(interval)), p=p, test=test, threshold=threshold)
     worse_lo, worse_hi = sorted((bad_sign * row.interval[0], bad_sign * row.interval[1]))
-    if significant and row.worse > threshold.amount:
+    beyond_noise = abs(_relative(bv, nv)) > floor  # the between-run noise the rounds showed
+    if significant and beyond_noise and row.worse > threshold.amount:
         row.outcome = "regressed"
-    elif significant and -row.worse > threshold.amount:
+    elif significant and beyond_noise and -row.worse > threshold.amount:
         row.outcome = "improved"
     elif -threshold.amount <= worse_lo and worse_hi <= threshold.amount:
         row.outcome = "unchanged"
@@ -269,21 +284,45 @@ def _decide(key, base: Side, new: Side, threshold: Threshold, alpha: float, conf
 
 
 def _sample_evidence(key, b: dict, n: dict, base: Side, new: Side, confidence: float):
-    """(interval of new/base, p-value, test name) from samples, or (None, None, None)."""
+    """(interval of new/base, p-value, test name, noise floor) from rounds or samples, or None.
+
+    With rounds on both sides (bench: medians of rounds spread over each run), the test and the
+    interval are on the round medians, and the noise floor is the larger relative spread
+    (max - min) / median of the two sides' rounds: a change inside what the machine varied by
+    within one run is not called a regression, however many samples agree. Without rounds, the
+    samples (a burst within one run) decide and the floor is 0. Best of all, a row measured in
+    several runs on each side (the same command run again, appending to the same results file):
+    the runs' values are the replicates and their spread the floor, which also covers what stays
+    the same for a whole run but not between runs (a machine state, another job's load)."""
+    run_b, run_n = base.runs.get(key, []), new.runs.get(key, [])
+    if len(run_b) >= MIN_RUNS and len(run_n) >= MIN_RUNS:
+        vb, vn = [r["value"] for r in run_b], [r["value"] for r in run_n]
+        _, p = mann_whitney_u(vb, vn)
+        return bootstrap_ratio(vb, vn, "median", confidence), p, "mann-whitney (runs)", _spread(vb, vn)
+    if len(b.get("rounds", ())) >= MIN_ROUNDS and len(n.get("rounds", ())) >= MIN_ROUNDS:
+        rb, rn = b["rounds"], n["rounds"]
+        _, p = mann_whitney_u(rb, rn)
+        return bootstrap_ratio(rb, rn, "median", confidence), p, "mann-whitney (rounds)", _spread(rb, rn)
     if len(b["samples"]) >= MIN_SAMPLES and len(n["samples"]) >= MIN_SAMPLES:
         _, p = mann_whitney_u(b["samples"], n["samples"])
         ci = bootstrap_ratio(b["samples"], n["samples"], _statistic_of(b), confidence)
-        return ci, p, "mann-whitney"
+        return ci, p, "mann-whitney", 0.0
     time_key = key[:-1] + ("time",)
     if key[-1] in TIME_DERIVED and time_key in base.records and time_key in new.records:
-        tb, tn = base.records[time_key]["samples"], new.records[time_key]["samples"]
-        if len(tb) >= MIN_SAMPLES and len(tn) >= MIN_SAMPLES and b["value"] and statistics.median(tb):
-            _, p = mann_whitney_u(tb, tn)
-            lo, hi = bootstrap_ratio(tb, tn, "median", confidence)
+        time_evidence = _sample_evidence(time_key, base.records[time_key], new.records[time_key], base, new,
+                                         confidence)
+        tb, tn = base.records[time_key], new.records[time_key]
+        if time_evidence is not None and b["value"] and tb["value"]:
+            (lo, hi), p, test, floor = time_evidence
             observed = n["value"] / b["value"]
-            time_ratio = statistics.median(tn) / statistics.median(tb)
-            return (observed * time_ratio / hi, observed * time_ratio / lo), p, "mann-whitney (time)"
-    return None, None, None
+            time_ratio = tn["value"] / tb["value"]
+            label = "mann-whitney (time)" if test == "mann-whitney" else "mann-whitney (time rounds)"
+            return (observed * time_ratio / hi, observed * time_ratio / lo), p, label, floor
+    return None
+
+
+def _spread(*sides: list[float]) -> float:
+    return max((max(s) - min(s)) / statistics.median(s) for s in sides if statistics.median(s) > 0)
 
 
 def _statistic_of(record: dict) -> str:

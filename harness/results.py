@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -49,19 +50,24 @@ def current_command() -> str:
 
 def make_record(op: str, format: str, backend: str, variant: str, case: str, metric: str,
                 value: float, unit: str, direction: str, samples=(), env: dict | None = None,
-                command: str | None = None, device: str = "cpu") -> dict:
+                command: str | None = None, device: str = "cpu", rounds=()) -> dict:
+    """One record. `rounds` (optional field): the medians of the rounds the samples were taken in,
+    spread over the whole run (bench); compare tests between-run noise on them."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"record {op}/{format}/{metric}: value {value} is not finite")
-    return {
+    record = {
         "op": op, "format": format, "backend": backend, "variant": variant, "case": case,
         "metric": metric, "value": value, "unit": unit, "direction": direction,
         "samples": [float(s) for s in samples],
         "env": env if env is not None else envmod.environment(device),
         "command": command if command is not None else current_command(),
     }
+    if len(rounds):
+        record["rounds"] = [float(r) for r in rounds]
+    return record
 
 
 def default_path() -> Path:
@@ -70,30 +76,69 @@ def default_path() -> Path:
     return results_dir() / f"{stem}.jsonl"
 
 
+TEXT_FIELDS = ("op", "format", "backend", "variant", "case", "metric", "unit", "command")
+
+
 def validate(record: dict, where: str = "record") -> None:
+    """The record's schema: every field present, with its type; value and samples finite numbers."""
     missing = [f for f in FIELDS if f not in record]
     if missing:
         raise ResultsError(f"{where}: missing field(s) {', '.join(missing)}")
+    for name in TEXT_FIELDS:
+        if not isinstance(record[name], str):
+            raise ResultsError(f"{where}: field {name}: expected a string, got {record[name]!r}")
     if record["direction"] not in DIRECTIONS:
-        raise ResultsError(f"{where}: direction {record['direction']!r} is not lower/higher")
+        raise ResultsError(f"{where}: field direction: {record['direction']!r} is not lower/higher")
+    if not _finite_number(record["value"]):
+        raise ResultsError(f"{where}: field value: expected a finite number, got {record['value']!r}")
+    samples = record["samples"]
+    if not isinstance(samples, list) or not all(_finite_number(s) for s in samples):
+        raise ResultsError(f"{where}: field samples: expected a list of finite numbers, got {samples!r:.80}")
+    rounds = record.get("rounds", [])
+    if not isinstance(rounds, list) or not all(_finite_number(r) for r in rounds):
+        raise ResultsError(f"{where}: field rounds: expected a list of finite numbers, got {rounds!r:.80}")
+    if not isinstance(record["env"], dict):
+        raise ResultsError(f"{where}: field env: expected an object, got {record['env']!r:.80}")
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def append(records: list[dict], path: str | Path | None = None) -> Path:
     """Atomically append records to a JSON-lines file; returns the path written."""
-    path = Path(path) if path else default_path()
+    path = Path(os.path.realpath(path)) if path else default_path()  # through a symlink, to its target
     for i, rec in enumerate(records):
         validate(rec, f"record {i}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
-        existing = b""
-        if path.exists():
-            existing = path.read_bytes()
-            _parse(existing.decode("utf-8", errors="replace"), path)  # refuse to extend a corrupt file
-            if existing and not existing.endswith(b"\n"):
-                raise ResultsError(f"{path}: last line is incomplete (half-written file); not appending")
-        payload = existing + "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
-        write_atomic(path, payload)
+    if path.is_dir():
+        raise ResultsError(f"{path}: is a folder, not a results file (give a .jsonl path)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            _append_locked(path, records)
+    except OSError as exc:
+        raise ResultsError(f"{exc.filename or path}: cannot write results: {exc.strerror or exc}") from None
     return path
+
+
+def _append_locked(path: Path, records: list[dict]) -> None:
+    _remove_stale_temporaries(path)
+    existing = b""
+    if path.exists():
+        existing = path.read_bytes()
+        _parse(existing.decode("utf-8", errors="replace"), path)  # refuse to extend a corrupt file
+        if existing and not existing.endswith(b"\n"):
+            raise ResultsError(f"{path}: last line is incomplete (half-written file); not appending")
+    payload = existing + "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+    write_atomic(path, payload)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of this results file left by a writer that died mid-append. Called under the
+    lock, which every writer holds while its temporary exists, so any found now is stale."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        print(f"results: removing {stale.name}, left by an interrupted write", file=sys.stderr)
+        stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

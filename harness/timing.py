@@ -22,6 +22,13 @@ from .nvtx_ranges import nvtx_range
 class Timing:
     samples_s: list[float] = field(default_factory=list)
     mode: str = "cpu"  # "cpu", "cuda-events", "cuda-graph"
+    # the median of each round, when the samples were taken in rounds spread over a whole run
+    # (bench.run_bench): their spread is the between-run noise that samples of one burst miss
+    rounds: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_rounds(cls, parts: list["Timing"]) -> "Timing":
+        return cls([s for p in parts for s in p.samples_s], parts[0].mode, [p.median for p in parts])
 
     @property
     def median(self) -> float:
@@ -53,7 +60,8 @@ class Timing:
 
 @dataclass
 class TimingConfig:
-    budget_s: float = 0.5  # keep repeating until this much time was spent timing
+    budget_s: float = 0.5  # keep repeating until this much time was spent timing (all rounds together)
+    rounds: int = 1  # bench.run_bench times every case in this many rounds, round-robin over the cases
     min_repeats: int = 5
     max_repeats: int = 10_000
     warmup: int = 2

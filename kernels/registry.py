@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from quantbench.kernels import formats as formats_registry
+from quantbench.kernels.errors import UserError
 
 
 # ---- cases -----------------------------------------------------------------------------------
@@ -95,6 +96,31 @@ class Op:
     in_run: bool = False
     run_formats: tuple[str, ...] | None = None
     run_filter: Callable[[Case], bool] | None = None
+    dims: tuple[str, ...] = ()  # the case dimensions, every one required
+    dtypes: tuple[str, ...] = ("float32",)  # the float dtypes of the unpacked side a case may take
+    validate: Callable[[Case], None] | None = None  # raises UserError / FormatError for a case it cannot run
+
+    def check_dims(self, dims: dict[str, int], dtype: str = "float32") -> None:
+        """Dimension names and values, and the dtype, a user gave for a case (UserError naming the
+        problem). Whether the case's format can hold them is `check_case`."""
+        missing = [d for d in self.dims if d not in dims]
+        unknown = [d for d in dims if d not in self.dims]
+        if self.dims and (missing or unknown):  # an op that declares no dims takes any
+            raise UserError(f"{self.name}: case dims are {', '.join(self.dims)}"
+                            + (f"; missing {', '.join(missing)}" if missing else "")
+                            + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        bad = [f"{d}={v}" for d, v in dims.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+        if bad:
+            raise UserError(f"{self.name}: case dims must be positive integers, got {', '.join(bad)}")
+        if dtype not in self.dtypes:
+            raise UserError(f"{self.name}: dtype {dtype!r} is not one of {', '.join(self.dtypes)}")
+
+    def check_case(self, case: Case) -> None:
+        """Everything about a case the op cannot run: its dims and dtype, then the op's own checks
+        (the format's row length, head counts...)."""
+        self.check_dims(dict(case.dims), case.dtype)
+        if self.validate:
+            self.validate(case)
 
 
 OPS: dict[str, Op] = {}

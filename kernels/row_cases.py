@@ -6,6 +6,7 @@ import torch
 
 from quantbench.kernels.registry import Case
 
+ROW_DIMS = ("rows", "dim")
 KV_SHAPES = (  # (rows, dim): the embedded model's KV rows (3 heads x 4096 tokens, head_dim 64), and head_dim 128
     (3 * 4096, 64),
     (8 * 1024, 128),
@@ -25,3 +26,8 @@ def kv_cases(op: str):
     def cases(fmt: str) -> list[Case]:
         return [Case.make(op, fmt, rows=r, dim=d) for r, d in KV_SHAPES]
     return cases
+
+
+def check_row_length(case: Case) -> None:
+    """The case's format can hold rows of its length (FormatError naming both otherwise)."""
+    case.format_obj.check_dim(case.dim)

@@ -21,8 +21,11 @@ RESULTS_ENV = "QUANTBENCH_RESULTS"
 CACHE_ENV = "QUANTBENCH_CACHE"
 
 
-def results_dir() -> Path:
-    return Path(os.environ.get(RESULTS_ENV) or "results")
+def results_dir(root: str | Path | None = None) -> Path:
+    """$QUANTBENCH_RESULTS, else results/ under `root` (default: the working directory)."""
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV])
+    return Path(root) / "results" if root is not None else Path("results")
 
 
 def cache_dir() -> Path:

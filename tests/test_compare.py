@@ -140,7 +140,9 @@ def test_gbps_takes_the_test_of_its_time_samples():
     base = [time_record(1e-3, 0.02, seed=1), record("gbps", 10.0, direction="higher", unit="GB/s")]
     new = [time_record(2e-3, 0.02, seed=2), record("gbps", 5.0, direction="higher", unit="GB/s")]
     sides = [compare.Side(n, None, compare.latest_by_key(r)) for n, r in (("b", base), ("n", new))]
-    rows = {r.metric: r for r in compare.compare(*sides).rows}
+    assert {r.metric for r in compare.compare(*sides).rows} == {"time"}  # gbps only when asked for
+    fail = {"time": compare.parse_threshold("+5%"), "gbps": compare.parse_threshold("-5%")}
+    rows = {r.metric: r for r in compare.compare(*sides, fail=fail).rows}
     assert rows["gbps"].test == "mann-whitney (time)" and rows["gbps"].outcome == "regressed"
     lo, hi = rows["gbps"].interval
     assert -0.6 < lo < hi < -0.4

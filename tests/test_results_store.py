@@ -81,7 +81,7 @@ def test_failed_write_keeps_old_contents(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(storage.os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(results.ResultsError, match="cannot write results: disk full"):
         results.append([_record(2.0)], path)
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".r.jsonl.*.tmp"))

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model, parse_kv_policy
 from quantbench.harness.model.attention import attention_names
@@ -12,7 +10,7 @@ from quantbench.harness.model.kv_policy import split_policies
 from quantbench.harness.quality import COLUMNS, TABLE_COLUMNS, quality_records, quality_table
 from quantbench.harness.quality.corpus import load_corpus
 
-from .common import add_output_option, add_store_options, emit, store
+from .common import add_output_option, add_store_options, emit, positive_int, resolve_device, store
 from .weight_options import WEIGHT_COLUMNS, add_weight_options, build_weights, weights_title
 
 DEFAULT_KV = "f16,q8_0,q4_0,turbo4,turbo3,turbo2"
@@ -39,9 +37,9 @@ def add_parser(sub) -> None:
                    help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)")
     p.add_argument("--corpus", metavar="FILE", default=None,
                    help="UTF-8 text to score (default: CPython's pydoc_data.topics)")
-    p.add_argument("-c", "--ctx", type=int, default=512,
+    p.add_argument("-c", "--ctx", type=positive_int, default=512,
                    help="tokens per chunk; the second half of each chunk is scored (default 512)")
-    p.add_argument("--chunks", type=int, default=8,
+    p.add_argument("--chunks", type=positive_int, default=8,
                    help="score the first N chunks (default 8: about 2,000 scored tokens, a few minutes on 2 CPU cores)")
     p.add_argument("--attn", default="dequant_sdpa", help=f"attention backend ({', '.join(attention_names())})")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -64,9 +62,7 @@ def policy_specs(args, n_layers: int) -> list:
 def run(args) -> int:
     if (args.k is None) != (args.v is None):
         raise UserError("--k and --v go together: give both for an asymmetric policy")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device")
+    device = resolve_device(args.device)
     corpus = load_corpus(args.corpus)
     model = load_model(args.model, device=device)
     if args.weights and args.kv is None and args.k is None:

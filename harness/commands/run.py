@@ -19,7 +19,16 @@ from quantbench.harness.timing import TimingConfig
 from quantbench.kernels import formats as formats_registry
 from quantbench.kernels.registry import OPS, load_all
 
-from .common import add_output_option, add_store_options, emit, split_list, store
+from .common import (
+    DEFAULT_ROUNDS,
+    add_output_option,
+    add_store_options,
+    emit,
+    positive_float,
+    positive_int,
+    split_list,
+    store,
+)
 
 PARTS = ("formats", "kernels", "quality", "throughput")
 QUALITY_SKIP = ("f32", "bf16")  # KL divergence of every other registered format, as a KV cache
@@ -32,8 +41,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="the default suite: format quality, kernel microbenchmarks, KV-cache KL "
                                    "divergence and tokens/s of the embedded model")
     p.add_argument("--parts", default="all", help=f"comma-separated subset of {', '.join(PARTS)} (default all)")
-    p.add_argument("--budget", type=float, default=0.2, help="seconds of timing per kernel case (default 0.2)")
-    p.add_argument("--chunks", type=int, default=1,
+    p.add_argument("--budget", type=positive_float, default=0.2, help="seconds of timing per kernel case (default 0.2)")
+    p.add_argument("--chunks", type=positive_int, default=1,
                    help=f"corpus chunks of {QUALITY_CTX} tokens scored for KL divergence "
                         "(default 1; `quality` defaults to 8)")
     add_output_option(p)
@@ -76,7 +85,8 @@ def run_kernels(args) -> bool:
         print(f"kernels: {op.name}", file=sys.stderr, flush=True)
         keep = op.run_filter or (lambda case: True)
         formats = list(op.run_formats) if op.run_formats else None
-        results = run_bench(op.name, select(op.name, formats, None), config=TimingConfig(budget_s=args.budget),
+        config = TimingConfig(budget_s=args.budget, rounds=DEFAULT_ROUNDS)
+        results = run_bench(op.name, select(op.name, formats, None), config=config,
                             cases_for=lambda spec, op=op, keep=keep: [c for c in op.default_cases(spec) if keep(c)])
         emit([r.row() for r in results], COLUMNS, args, f"Kernels: {op.name}")
         store(to_records(results), args)

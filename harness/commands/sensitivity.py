@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import sys
 
-import torch
-
 from quantbench.harness import results as results_store
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model
@@ -15,7 +13,7 @@ from quantbench.harness.quality.corpus import load_corpus
 from quantbench.harness.weights import EMBEDDED_NOTE, LAYER_ROLES, calibration_tokens
 from quantbench.harness.weights.sensitivity import COLUMNS, sensitivity_table
 
-from .common import add_output_option, add_store_options, emit, store
+from .common import add_output_option, add_store_options, emit, positive_int, resolve_device, store
 from .weight_options import add_weight_options, gptq_options, methods
 
 
@@ -33,8 +31,9 @@ def add_parser(sub) -> None:
                    help="GGUF file or Hugging Face folder (default: embedded SmolLM2-135M)")
     p.add_argument("--corpus", metavar="FILE", default=None,
                    help="UTF-8 text to score (default: CPython's pydoc topics)")
-    p.add_argument("-c", "--ctx", type=int, default=512, help="tokens per chunk (default 512)")
-    p.add_argument("--chunks", type=int, default=2, help="chunks scored per role (default 2: a few minutes on 2 cores)")
+    p.add_argument("-c", "--ctx", type=positive_int, default=512, help="tokens per chunk (default 512)")
+    p.add_argument("--chunks", type=positive_int, default=2,
+                   help="chunks scored per role (default 2: a few minutes on 2 cores)")
     p.add_argument("--kv", default="f16", help="KV cache policy of every run (default f16)")
     p.add_argument("--attn", default="dequant_sdpa", help="attention backend (default dequant_sdpa)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -49,9 +48,7 @@ def run(args) -> int:
         raise UserError("sensitivity: give one --method")
     if ";" in args.weights or "=" in args.weights.split(":")[0]:
         raise UserError("sensitivity: --weights is one format (e.g. q4_0 or turbo3:group=64), not a spec")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device")
+    device = resolve_device(args.device)
     corpus = load_corpus(args.corpus)
     model = load_model(args.model, device=device)
     if args.model is None:

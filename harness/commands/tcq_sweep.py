@@ -9,7 +9,7 @@ from quantbench.harness.errors import UserError
 from quantbench.kernels.formats import FormatError
 from quantbench.kernels.formats.turbo_tcq import MAX_TRAINED_L
 
-from .common import add_output_option, add_store_options, emit, split_list, store
+from .common import add_output_option, add_store_options, emit, positive_float, positive_int, split_list, store
 
 
 def add_parser(sub) -> None:
@@ -18,8 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bits", default="2,3", help="bits per value, comma-separated (default 2,3)")
     p.add_argument("--L", dest="Ls", default="6-16",
                    help="state bits: a range and/or list, e.g. 6-16 or 6,9,12 (default 6-16)")
-    p.add_argument("--seq", type=int, default=256, help="values per N(0,1) sequence (default 256)")
-    p.add_argument("--values", type=int, default=1 << 15, help="N(0,1) values per MSE point (default 32768)")
+    p.add_argument("--seq", type=positive_int, default=256, help="values per N(0,1) sequence (default 256)")
+    p.add_argument("--values", type=positive_int, default=1 << 15, help="N(0,1) values per MSE point (default 32768)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-max-L", type=int, default=10,
                    help=f"largest L whose table is trained (at most {MAX_TRAINED_L}); trained tables are cached, "
@@ -28,8 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--encoders", default="viterbi,greedy", help="encoders to time (default viterbi,greedy)")
     p.add_argument("--backends", default="numpy,numba",
                    help="encode backends to time on this CPU (default numpy,numba)")
-    p.add_argument("--dim", type=int, default=64, help="group size of the throughput runs (default 64, head_dim)")
-    p.add_argument("--budget", type=float, default=0.3, help="seconds of timing per throughput point (default 0.3)")
+    p.add_argument("--dim", type=positive_int, default=64,
+                   help="group size of the throughput runs (default 64, head_dim)")
+    p.add_argument("--budget", type=positive_float, default=0.3,
+                   help="seconds of timing per throughput point (default 0.3)")
     p.add_argument("--no-mse", action="store_true", help="skip the MSE table")
     p.add_argument("--no-speed", action="store_true", help="skip the throughput table")
     add_output_option(p)
@@ -54,16 +56,20 @@ def run(args) -> int:
     if bad:
         raise UserError(f"unknown encoder/backend {', '.join(bad)} (encoders: viterbi, greedy; CPU backends: "
                         "numpy, numba; GPU encoders run through `quantbench bench --op tcq_encode`)")
+    values = max(1, args.values // args.seq) * args.seq  # whole sequences
+    if values != args.values:
+        print(f"tcq-sweep: --values {args.values} rounded to {values}, whole sequences of {args.seq}",
+              file=sys.stderr)
     try:
         if not args.no_mse:
             print("tcq-sweep: MSE (trains tables on first use)", file=sys.stderr, flush=True)
-            rows = trellis_sweep.mse_rows(bits, _ints(args.Ls, "--L"), args.seq, args.values, args.seed,
+            rows = trellis_sweep.mse_rows(bits, _ints(args.Ls, "--L"), args.seq, values, args.seed,
                                           args.train_max_L)
             emit(rows, trellis_sweep.MSE_COLUMNS, args,
-                 f"TCQ normalized MSE on N(0,1), {args.values} values in sequences of {args.seq} "
+                 f"TCQ normalized MSE on N(0,1), {values} values in sequences of {args.seq} "
                  "(tail-biting, exactly `bits` per value; free_start: first state free, L-k bits not counted; "
                  f"trained up to L={args.train_max_L})")
-            store(trellis_sweep.mse_records(rows, args.seq, args.values), args)
+            store(trellis_sweep.mse_records(rows, args.seq, values), args)
         if not args.no_speed:
             print("tcq-sweep: throughput", file=sys.stderr, flush=True)
             rows = trellis_sweep.speed_rows(bits, _ints(args.speed_L, "--speed-L"), encoders, backends,

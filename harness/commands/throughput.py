@@ -9,7 +9,7 @@ from quantbench.harness.model import load_model, parse_kv_policy
 from quantbench.harness.model.attention import attention_names, get_attention
 from quantbench.harness.model.kv_policy import split_policies
 
-from .common import add_output_option, add_store_options, emit, store
+from .common import add_output_option, add_store_options, emit, resolve_device, store
 from .weight_options import add_throughput_weight_options, with_weight_variants
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -56,9 +56,7 @@ def int_list(text: str, flag: str) -> list[int]:
 
 
 def run(args) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device")
+    device = resolve_device(args.device)
     if args.repetitions < 1:
         raise UserError("-r must be at least 1")
     if args.threads is not None:

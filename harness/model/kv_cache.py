@@ -114,6 +114,12 @@ class KVCache:
     def nbytes(self) -> int:
         return sum(k.nbytes + v.nbytes for k, v in self.layers)
 
+    def scale_underflow(self, length: int) -> int:
+        """Blocks among positions 0..length-1 of every store whose fp16 scale underflowed (their
+        values decode to zero or to the block minimum; see Packed.scale_underflow)."""
+        return sum(store.format.count_scale_underflow(store.packed(length))
+                   for pair in self.layers for store in pair if store.format is not None)
+
     def check_room(self, start: int, n: int) -> None:
         if start < 0 or start + n > self.max_len:
             raise ContextLengthError(f"positions {start}..{start + n - 1} do not fit a KV cache of "

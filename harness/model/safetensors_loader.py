@@ -18,6 +18,10 @@ _LAYER_TENSORS = {  # HF name (after model.layers.N.) -> forward name (before fu
 }
 
 
+REQUIRED_INTS = ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size", "vocab_size")
+OPTIONAL_INTS = ("num_key_value_heads", "head_dim", "max_position_embeddings", "sliding_window")
+
+
 def read_hf_config(folder: Path) -> tuple[ModelConfig, dict]:
     path = folder / "config.json"
     if not path.exists():
@@ -35,6 +39,15 @@ def read_hf_config(folder: Path) -> tuple[ModelConfig, dict]:
         raise UnsupportedModelError(f"{path}: RoPE scaling {scaling} is not supported")
     if hf.get("hidden_act", "silu") != "silu":
         raise UnsupportedModelError(f"{path}: activation {hf['hidden_act']!r} is not supported (silu only)")
+    if not isinstance(hf, dict):
+        raise ModelFileError(f"{path}: expected a JSON object")
+    for key in REQUIRED_INTS:
+        if key not in hf:
+            raise ModelFileError(f"{path}: missing {key}")
+    for key in (*REQUIRED_INTS, *OPTIONAL_INTS):
+        value = hf.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ModelFileError(f"{path}: {key} must be a positive integer, got {value!r}")
     n_heads = hf["num_attention_heads"]
     max_len = hf.get("max_position_embeddings", 2048)
     if hf.get("sliding_window") and hf.get("use_sliding_window", arch == "mistral"):

@@ -80,6 +80,7 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
     keys = [(w, p) for w in weight_sets for p in policies]
     parts: dict[tuple, list[TokenStats]] = {(_weights_label(w), p.spec): [] for w, p in keys}
     started = time.perf_counter()
+    underflow: dict[str, int] = {}
     for i in range(chunked.count):
         tokens = chunked.tokens[i:i + 1].to(model.device)
         targets = chunked.targets(i)
@@ -93,10 +94,11 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
             label = _row_label(w, policy)
             _say(progress, f"quality {label}: chunk {i + 1}/{chunked.count}")
             with (w.installed(model) if w is not None else contextlib.nullcontext()):
-                logits = _checked_logits(model, tokens, policy, attn, label, i)
+                logits = _checked_logits(model, tokens, policy, attn, label, i, underflow)
             logp = log_probs(logits[chunked.first:-1])
             parts[(_weights_label(w), policy.spec)].append(token_stats(ref_logp, logp, targets, ref_target, ref_top))
     _say(progress, f"quality: {len(keys)} rows x {chunked.count} chunks in {time.perf_counter() - started:.1f} s")
+    warn_scale_underflow(underflow)
     case = _case(corpus, ctx, chunked.count, model_name)
     rows = []
     for w, policy in keys:
@@ -139,11 +141,22 @@ def quality_records(rows: list[dict], device: str = "cpu") -> list[dict]:
 
 
 def _checked_logits(model, tokens: torch.Tensor, policy: KVPolicy | None, attn: str, label: str,
-                    index: int) -> torch.Tensor:
-    logits = model.logits(tokens, kv=policy, attn=attn)[0]
+                    index: int, underflow: dict | None = None) -> torch.Tensor:
+    cache = model.new_cache(tokens.shape[0], tokens.shape[1], policy, attn)
+    logits = model.forward(tokens, cache, 0)[0]
     if not torch.isfinite(logits).all():
         raise UserError(f"KV policy {label}: the model gave non-finite logits in chunk {index + 1}")
+    if underflow is not None:
+        underflow[label] = underflow.get(label, 0) + cache.scale_underflow(tokens.shape[1])
     return logits
+
+
+def warn_scale_underflow(underflow: dict[str, int]) -> None:
+    for label, blocks in underflow.items():
+        if blocks:
+            print(f"warning: KV policy {label}: {blocks} cache blocks had an fp16 scale that underflowed "
+                  "(their values decode to zero or to the block minimum; llama.cpp stores the same bytes)",
+                  file=sys.stderr)
 
 
 def _weights_label(weights) -> str:

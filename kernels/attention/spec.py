@@ -215,6 +215,8 @@ for _name, _cases, _what in (("attn_decode", _decode_cases, "a few query tokens"
         formats=formats.names,
         check=_check,
         in_run=_name == "attn_decode",
+        dims=DIMS,
+        validate=attn_shape,
         run_formats=("f32", "f16", "q8_0", "q4_0", "turbo3", "turbo2"),
         run_filter=lambda case: case.ctx <= 4096,
     ))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from quantbench.kernels import formats
 from quantbench.kernels.checks import check_close, check_packed_equal
 from quantbench.kernels.registry import Case, Op, register_op
-from quantbench.kernels.row_cases import float_bytes, gaussian_rows, kv_cases
+from quantbench.kernels.row_cases import ROW_DIMS, check_row_length, float_bytes, gaussian_rows, kv_cases
 
 
 def _packed_bytes(case: Case) -> int:
@@ -36,6 +36,9 @@ register_op(Op(
     formats=_quantizable_formats,
     check=check_packed_equal,
     in_run=True,
+    dims=ROW_DIMS,
+    dtypes=("float32", "float16", "bfloat16"),
+    validate=check_row_length,
 ))
 
 register_op(Op(
@@ -49,4 +52,7 @@ register_op(Op(
     formats=_quantizable_formats,
     check=check_close(_decode_steps),
     in_run=True,
+    dims=ROW_DIMS,
+    dtypes=("float32", "float16", "bfloat16"),
+    validate=check_row_length,
 ))

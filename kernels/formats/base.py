@@ -24,6 +24,10 @@ class Packed:
     format: str
     shape: tuple[int, ...]
     fields: dict[str, torch.Tensor] = field(default_factory=dict)
+    # blocks whose stored fp16 scale underflowed (zero or subnormal while the block was not): their
+    # values decode to zero or to the block's minimum. llama.cpp stores the same bytes; the count
+    # makes it visible (`formats` and `quality` warn).
+    scale_underflow: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -33,7 +37,8 @@ class Packed:
         return self.fields[name]
 
     def to(self, device) -> "Packed":
-        return Packed(self.format, self.shape, {k: v.to(device) for k, v in self.fields.items()})
+        return Packed(self.format, self.shape, {k: v.to(device) for k, v in self.fields.items()},
+                      self.scale_underflow)
 
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -66,7 +71,13 @@ class Format:
     # ---- public API -------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Packed:
         self.check_input(x)
-        return self._encode(x)
+        packed = self._encode(x)
+        packed.scale_underflow = self.count_scale_underflow(packed)
+        return packed
+
+    def count_scale_underflow(self, packed: Packed) -> int:
+        """Blocks of `packed` whose stored scale underflowed (0 for formats without block scales)."""
+        return 0
 
     def decode(self, packed: Packed, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if packed.format != self.spec:
@@ -105,6 +116,14 @@ class Format:
             raise FormatError(
                 f"{self.spec}: last dimension {dim} is not a multiple of its block size {self.block}"
             )
+
+    def check_side_data(self, packed: Packed) -> Packed:
+        """Every fp16 field finite: a kernel that writes side data (a scale, a norm) that overflowed
+        float16 raises here, as the torch encoder does. Returns `packed`."""
+        for name, t in packed.fields.items():
+            if t.dtype == torch.float16 and not bool(torch.isfinite(t).all()):
+                raise FormatError(f"{self.spec}: values too large: a block's {name} overflows float16")
+        return packed
 
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import register
-from .base import Format, Packed
+from .base import Format, FormatError, Packed
 
 
 class _FloatFormat(Format):
@@ -20,7 +20,12 @@ class _FloatFormat(Format):
         return float(torch.finfo(self.dtype).bits)
 
     def _encode(self, x: torch.Tensor) -> Packed:
-        return Packed(self.spec, tuple(x.shape), {"values": x.to(self.dtype).contiguous()})
+        values = x.to(self.dtype).contiguous()
+        if not bool(torch.isfinite(values).all()):
+            largest = float(x.abs().max())
+            raise FormatError(f"{self.spec}: values too large: |x| up to {largest:.4g} overflows {self.dtype} "
+                              f"(largest finite {torch.finfo(self.dtype).max:.4g})")
+        return Packed(self.spec, tuple(x.shape), {"values": values})
 
     def _decode(self, packed: Packed) -> torch.Tensor:
         return packed["values"]

@@ -85,6 +85,19 @@ class GGMLBlockFormat(Format):
                 raise FormatError(f"{spec}: values too large: a block's {name} overflows float16")
         return Packed(spec, tuple(x.shape), fields)
 
+    zero_code = 0  # the code of a value equal to the block's zero point (a constant block's codes)
+
+    def codes(self, qs: torch.Tensor) -> torch.Tensor:
+        """Stored codes [..., nblocks, 32] of the qs field."""
+        return unpack_nibbles(qs)
+
+    def count_scale_underflow(self, packed: Packed) -> int:
+        """Blocks whose fp16 scale d is zero or subnormal while their codes are not all the zero
+        code (a constant block is exact at d = 0): the scale underflowed and the values are lost."""
+        d = packed["d"].float().abs()
+        spread = (self.codes(packed["qs"]) != self.zero_code).any(-1)
+        return int(((d < torch.finfo(torch.float16).tiny) & spread).sum())
+
     def _decode(self, packed: Packed) -> torch.Tensor:
         return self.dequantize_blocks(packed.fields).reshape(packed.shape)
 
@@ -151,6 +164,9 @@ class Q8_0(GGMLBlockFormat):
     encode_flops_per_value = 4.0  # |x|, max, scale, round
     decode_flops_per_value = 1.0
 
+    def codes(self, qs):
+        return qs
+
     def quantize_blocks(self, blocks):
         amax = blocks.abs().amax(-1, keepdim=True)
         d = amax / 127
@@ -166,6 +182,7 @@ class Q4_0(GGMLBlockFormat):
     name = "q4_0"
     encode_flops_per_value = 5.0  # |x|, max, scale, offset, clamp
     decode_flops_per_value = 2.0
+    zero_code = 8
 
     def quantize_blocks(self, blocks):
         idx = blocks.abs().argmax(-1, keepdim=True)  # first index of the largest magnitude

@@ -62,6 +62,9 @@ class RotatedBlockFormat(RotationGroups, Format):
         self.check_dim(shape[-1])
         return Packed(self.spec, shape, self.inner.empty_packed(shape, device).fields)
 
+    def count_scale_underflow(self, packed: Packed) -> int:
+        return self.inner.count_scale_underflow(packed)
+
     def to_gguf_bytes(self, packed: Packed) -> bytes:
         """GGUF blocks of the rotated values (decode them with this format to undo the rotation)."""
         if packed.format != self.spec:

@@ -58,7 +58,7 @@ def qjl_scale(g: int) -> float:
 def pack_bits(bits01: torch.Tensor) -> torch.Tensor:
     """0/1 values [..., n] -> uint8 [..., n/8]; value i is bit i%8 of byte i//8."""
     weights = torch.tensor([1 << t for t in range(8)], dtype=torch.int32, device=bits01.device)
-    grouped = bits01.to(torch.int32).reshape(*bits01.shape[:-1], -1, 8)
+    grouped = bits01.to(torch.int32).reshape(*bits01.shape[:-1], bits01.shape[-1] // 8, 8)
     return (grouped * weights).sum(-1).to(torch.uint8)
 
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 import math
 
 from quantbench.kernels.checks import check_close
-from quantbench.kernels.formats.rotation import fwht
+from quantbench.kernels.errors import FormatError
+from quantbench.kernels.formats.rotation import fwht, is_power_of_two
 from quantbench.kernels.registry import Op, register_op
-from quantbench.kernels.row_cases import float_bytes, gaussian_rows, kv_cases
+from quantbench.kernels.row_cases import ROW_DIMS, float_bytes, gaussian_rows, kv_cases
+
+
+def _check_power_of_two(case) -> None:
+    if not is_power_of_two(case.dim):
+        raise FormatError(f"fwht: dim={case.dim} is not a power of two")
+
 
 register_op(Op(
     name="fwht",
@@ -24,4 +31,7 @@ register_op(Op(
     formats=lambda: ["f32"],
     check=check_close(lambda case: int(math.log2(case.dim)) + 2),
     in_run=True,
+    dims=ROW_DIMS,
+    dtypes=("float32", "float16", "bfloat16"),
+    validate=_check_power_of_two,
 ))

@@ -213,6 +213,8 @@ for _name, _rows, _large, _what in (
         formats=weight_specs,
         check=check_matmul,
         in_run=_name == "gemv",
+        dims=("m", "n", "k"),
+        validate=lambda case: _check_shape(case.format_obj, case.k),
         run_formats=("f32", "q8_0", "q4_0", "q4_1"),
         run_filter=lambda case: case.n * case.k <= 1 << 20,
     ))

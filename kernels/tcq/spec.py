@@ -20,6 +20,7 @@ import torch
 from quantbench.kernels import formats
 from quantbench.kernels.formats import trellis
 from quantbench.kernels.registry import Case, Op, register_op
+from quantbench.kernels.row_cases import ROW_DIMS, check_row_length
 
 
 def is_tcq(fmt) -> bool:
@@ -111,4 +112,6 @@ register_op(Op(
     baseline=("numpy", "viterbi"),
     formats=tcq_formats,
     check=check_paths,
+    dims=ROW_DIMS,
+    validate=check_row_length,
 ))

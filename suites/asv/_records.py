@@ -16,14 +16,12 @@ from quantbench.harness import env
 from quantbench.harness.results import read_records
 from quantbench.kernels import formats
 from quantbench.kernels.formats import FormatError
+from quantbench.kernels.storage import results_dir
 
 
 def results_folder() -> Path:
-    if os.environ.get("QUANTBENCH_RESULTS"):
-        return Path(os.environ["QUANTBENCH_RESULTS"])
-    if os.environ.get("ASV_CONF_DIR"):  # asv runs benchmarks elsewhere; results/ sits beside asv.conf.json
-        return Path(os.environ["ASV_CONF_DIR"]) / "results"
-    return Path("results")
+    # asv runs benchmarks in a folder of its own; results/ sits beside asv.conf.json
+    return results_dir(os.environ.get("ASV_CONF_DIR") or None)
 
 
 def commit_under_test() -> str | None:
