@@ -17,9 +17,13 @@ def check_packed_equal(case: Case, out, ref) -> None:
         got = out.fields[name].cpu()
         assert got.dtype == want.dtype, f"field {name}: dtype {got.dtype} != reference {want.dtype}"
         assert got.shape == want.shape, f"field {name}: shape {tuple(got.shape)} != reference {tuple(want.shape)}"
-        bad = (got.view(torch.uint8) if got.is_floating_point() else got) != \
-              (want.view(torch.uint8) if want.is_floating_point() else want)
+        bad = _bits(got) != _bits(want)
         assert not bool(bad.any()), f"field {name}: {int(bad.sum())} of {bad.numel()} entries differ"
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The tensor's bytes (floats compared bit for bit, so -0.0 != 0.0 and NaN == NaN)."""
+    return t.reshape(-1).view(torch.uint8) if t.is_floating_point() else t.reshape(-1)
 
 
 def float_tolerance(dtype: torch.dtype, rounding_steps: int, scale: float) -> float:

@@ -14,6 +14,7 @@ from quantbench.harness import format_quality, throughput
 from quantbench.harness.bench import COLUMNS, run_bench, select, to_records
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model, parse_kv_policy
+from quantbench.harness.model.kv_cache import cache_problem
 from quantbench.harness.quality import TABLE_COLUMNS, quality_records, quality_table
 from quantbench.harness.timing import TimingConfig
 from quantbench.kernels import formats as formats_registry
@@ -95,7 +96,13 @@ def run_kernels(args) -> bool:
 
 
 def run_quality(model, args) -> None:
-    specs = [name for name in formats_registry.names() if name not in QUALITY_SKIP]
+    specs = []
+    for name in formats_registry.names():
+        problem = None if name in QUALITY_SKIP else cache_problem(formats_registry.get(name), model.config.head_dim)
+        if problem:
+            print(f"quality: {name} is not measured as a KV cache: {problem}", file=sys.stderr)
+        elif name not in QUALITY_SKIP:
+            specs.append(name)
     policies = [parse_kv_policy(spec, n_layers=model.config.n_layers) for spec in specs]
     rows = quality_table(model, policies, ctx=QUALITY_CTX, chunks=args.chunks)
     emit(rows, TABLE_COLUMNS, args, f"KV-cache quality: KL divergence vs the unquantized cache, "

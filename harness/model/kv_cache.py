@@ -16,6 +16,26 @@ from .errors import ContextLengthError
 from .kv_policy import KVPolicy
 
 
+def per_row_problem(packed: Packed, lead: tuple[int, ...]) -> str | None:
+    """Why a packed value cannot be a cache store (None: it can): every field must keep the
+    leading dimensions, so that each position's rows are stored on their own."""
+    for name, tensor in packed.fields.items():
+        if tuple(tensor.shape[:len(lead)]) != lead:
+            return (f"packed field {name!r} has shape {tuple(tensor.shape)} for rows {lead}; the KV cache "
+                    "needs per-row fields that keep the leading dimensions (a per-tensor scale cannot be "
+                    "stored per position: use the format's per-row scale option)")
+    return None
+
+
+def cache_problem(fmt: Format, head_dim: int) -> str | None:
+    """Why `fmt` cannot store a KV cache of this head_dim (None: it can)."""
+    try:
+        fmt.check_dim(head_dim)
+    except FormatError as exc:
+        return str(exc)
+    return per_row_problem(fmt.encode(torch.zeros(2, 1, 1, head_dim)), (2, 1, 1))
+
+
 class KVStore:
     """One layer's keys or values. `fmt` None stores them unquantized in `dtype`."""
 
@@ -32,12 +52,9 @@ class KVStore:
         # Every position starts as encoded zeros: a CUDA-graph step decodes the whole cache, and
         # masked-out positions must still decode to finite values.
         packed = fmt.encode(torch.zeros(2, batch, n_kv_heads, head_dim, device=device, dtype=dtype))
-        lead = (2, batch, n_kv_heads)
-        for name, tensor in packed.fields.items():
-            if tuple(tensor.shape[:3]) != lead:
-                raise FormatError(f"{fmt.spec}: packed field {name!r} has shape {tuple(tensor.shape)} for input "
-                                  f"{(*lead, head_dim)}; the KV cache needs per-row fields that keep the leading "
-                                  "dimensions")
+        reason = per_row_problem(packed, (2, batch, n_kv_heads))
+        if reason:
+            raise FormatError(f"{fmt.spec}: {reason}")
         self.fields = {name: tensor[:1].expand(max_len, *tensor.shape[1:]).clone()
                        for name, tensor in packed.fields.items()}
 
