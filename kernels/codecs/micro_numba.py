@@ -16,29 +16,38 @@ from quantbench.kernels.formats.nvfp4 import NVFP4
 from quantbench.kernels.registry import variant
 
 
+@njit(cache=True, inline="always")
+def decode_block(row, values, bits, w):
+    """One block's codes (4, 6 or 8 bits a code, little-endian: minifloat.pack_codes) -> their
+    element values in w float32 [block]."""
+    block = w.shape[0]
+    if bits == 8:
+        for i in range(block):
+            w[i] = values[row[i]]
+    elif bits == 4:
+        for j in range(block // 2):
+            byte = row[j]
+            w[2 * j] = values[byte & 15]
+            w[2 * j + 1] = values[byte >> 4]
+    else:
+        for g in range(block // 4):
+            word = np.int64(row[3 * g]) | (np.int64(row[3 * g + 1]) << 8) | (np.int64(row[3 * g + 2]) << 16)
+            for q in range(4):
+                w[4 * g + q] = values[(word >> (6 * q)) & 63]
+
+
 @njit(parallel=True, cache=True)
 def dequantize_blocks(codes, scale_codes, scale_table, row_scales, values, bits, out):
-    """codes uint8 [nblocks, block * bits / 8] (4, 6 or 8 bits a code, little-endian) ->
-    out float32 [nblocks, block] = values[code] * scale_table[scale_code] * row_scales[row]
-    (nvfp4's second-level scale of the block's row; 1 for MX)."""
+    """codes uint8 [nblocks, block * bits / 8] -> out float32 [nblocks, block] =
+    values[code] * scale_table[scale_code] * row_scales[row] (nvfp4's second-level scale of the
+    block's row; 1 for MX)."""
     nblocks, block = out.shape
     per_row = nblocks // row_scales.shape[0]
     for b in prange(nblocks):
         s = np.float32(scale_table[scale_codes[b]] * row_scales[b // per_row])
-        row = codes[b]
-        if bits == 8:
-            for i in range(block):
-                out[b, i] = values[row[i]] * s
-        elif bits == 4:
-            for j in range(block // 2):
-                byte = row[j]
-                out[b, 2 * j] = values[byte & 15] * s
-                out[b, 2 * j + 1] = values[byte >> 4] * s
-        else:
-            for g in range(block // 4):
-                word = np.int64(row[3 * g]) | (np.int64(row[3 * g + 1]) << 8) | (np.int64(row[3 * g + 2]) << 16)
-                for k in range(4):
-                    out[b, 4 * g + k] = values[(word >> (6 * k)) & 63] * s
+        decode_block(codes[b], values, bits, out[b])
+        for i in range(block):
+            out[b, i] *= s
 
 
 @njit(parallel=True, cache=True)
@@ -55,6 +64,13 @@ def e8m0_table() -> np.ndarray:
     table = np.ldexp(1.0, np.arange(256) - E8M0_BIAS)
     table[255] = np.nan  # E8M0's NaN code; encode never writes it
     return table.astype(np.float32)
+
+
+def fp8_row_scales(fmt, packed, rows: int) -> np.ndarray:
+    """float32 [rows]: an fp8 value's scale of each row (its own, the tensor's, or 1)."""
+    if fmt.scale == "none":
+        return np.ones(rows, np.float32)
+    return np.ascontiguousarray(np.broadcast_to(packed["scales"].reshape(-1).numpy(), (rows,)))
 
 
 def second_level(fmt, packed) -> tuple:
@@ -97,10 +113,7 @@ def dequantize_fp8_numba(case):
     dim = packed.shape[-1]
     rows = packed["codes"].numel() // dim
     codes = packed["codes"].reshape(rows, dim).numpy()
-    if fmt.scale == "none":
-        scales = np.ones(rows, np.float32)
-    else:
-        scales = np.ascontiguousarray(np.broadcast_to(packed["scales"].reshape(-1).numpy(), (rows,)))
+    scales = fp8_row_scales(fmt, packed, rows)
     values = fmt.element.table().numpy()
     out = torch.empty(rows, dim)
     out_np = out.numpy()

@@ -8,31 +8,13 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from quantbench.kernels.codecs.micro_numba import second_level
+from quantbench.kernels.codecs.micro_numba import decode_block, fp8_row_scales, second_level
 from quantbench.kernels.formats.fp8 import FP8Format
 from quantbench.kernels.formats.mx import MXFormat
 from quantbench.kernels.formats.nvfp4 import NVFP4
 from quantbench.kernels.formats.optional_rotation import OptionalRotation
 from quantbench.kernels.matmul.spec import packed_weights
 from quantbench.kernels.registry import variant
-
-
-@njit(cache=True, inline="always")
-def _decode_block(row, values, bits, w):
-    block = w.shape[0]
-    if bits == 8:
-        for i in range(block):
-            w[i] = values[row[i]]
-    elif bits == 4:
-        for j in range(block // 2):
-            byte = row[j]
-            w[2 * j] = values[byte & 15]
-            w[2 * j + 1] = values[byte >> 4]
-    else:
-        for g in range(block // 4):
-            word = np.int64(row[3 * g]) | (np.int64(row[3 * g + 1]) << 8) | (np.int64(row[3 * g + 2]) << 16)
-            for q in range(4):
-                w[4 * g + q] = values[(word >> (6 * q)) & 63]
 
 
 @njit(parallel=True, cache=True)
@@ -46,7 +28,7 @@ def fused_matmul(x, codes, scale_index, scale_table, row_scales, values, bits, o
         w = np.empty(block, np.float32)
         acc = np.zeros(m, np.float32)
         for b in range(nblocks):
-            _decode_block(codes[j, b], values, bits, w)
+            decode_block(codes[j, b], values, bits, w)
             s = np.float32(scale_table[scale_index[j, b]] * row_scales[j])
             base = b * block
             for r in range(m):
@@ -67,9 +49,8 @@ def _kernel_arrays(fmt, packed):
     n, k = packed.shape
     if isinstance(fmt, FP8Format):
         codes = packed["codes"].reshape(n, 1, k).numpy()
-        scales = np.ones(n, np.float32) if fmt.scale == "none" else \
-            np.ascontiguousarray(np.broadcast_to(packed["scales"].reshape(-1).numpy(), (n,)))
-        return codes, np.arange(n, dtype=np.int32).reshape(n, 1), scales, np.ones(n, np.float32), fmt.element
+        index = np.arange(n, dtype=np.int32).reshape(n, 1)
+        return codes, index, fp8_row_scales(fmt, packed, n), np.ones(n, np.float32), fmt.element
     nblocks = k // fmt.block
     codes = packed["codes"].reshape(n, nblocks, -1).numpy()
     index = packed["scales"].reshape(n, nblocks).numpy()
@@ -86,10 +67,10 @@ def _factory(case):
     x = x.contiguous()
     out = np.empty((x.shape[0], packed.shape[0]), np.float32)
     y = torch.from_numpy(out)
-    rotated = isinstance(fmt, OptionalRotation) and fmt.rotate
+    rotates = isinstance(fmt, OptionalRotation)  # fp8 has no rotation option
 
     def run():
-        xr = fmt.rotated(x) if rotated else x
+        xr = fmt.rotated(x) if rotates else x
         fused_matmul(xr.numpy(), codes, index, table, row_scales, values, element.bits, out)
         return y
 
