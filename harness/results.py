@@ -99,6 +99,8 @@ def validate(record: dict, where: str = "record") -> None:
         raise ResultsError(f"{where}: field rounds: expected a list of finite numbers, got {rounds!r:.80}")
     if not isinstance(record["env"], dict):
         raise ResultsError(f"{where}: field env: expected an object, got {record['env']!r:.80}")
+    if not isinstance(record.get("experiment", {}), dict):
+        raise ResultsError(f"{where}: field experiment: expected an object, got {record['experiment']!r:.80}")
 
 
 def _finite_number(value) -> bool:

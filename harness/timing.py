@@ -25,10 +25,22 @@ class Timing:
     # the median of each round, when the samples were taken in rounds spread over a whole run
     # (bench.run_bench): their spread is the between-run noise that samples of one burst miss
     rounds: list[float] = field(default_factory=list)
+    round_sizes: list[int] = field(default_factory=list)  # samples per round, in order
 
     @classmethod
     def from_rounds(cls, parts: list["Timing"]) -> "Timing":
-        return cls([s for p in parts for s in p.samples_s], parts[0].mode, [p.median for p in parts])
+        return cls([s for p in parts for s in p.samples_s], parts[0].mode, [p.median for p in parts],
+                   [len(p.samples_s) for p in parts])
+
+    def samples_by_round(self) -> list[list[float]]:
+        """The samples split into their rounds (one list when they were not taken in rounds)."""
+        if not self.round_sizes:
+            return [list(self.samples_s)]
+        out, at = [], 0
+        for size in self.round_sizes:
+            out.append(self.samples_s[at:at + size])
+            at += size
+        return out
 
     @property
     def median(self) -> float:

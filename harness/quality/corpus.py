@@ -64,6 +64,7 @@ class Chunks:
     tokens: torch.Tensor  # int64 [count, ctx], BOS substituted
     available: int  # whole chunks the corpus holds
     bos: int | None  # the token put first in every chunk, if any
+    start: int = 0  # corpus index of tokens[0]: chunk i here is chunk start + i of the corpus
 
     @property
     def count(self) -> int:
@@ -88,8 +89,8 @@ class Chunks:
 
 
 def make_chunks(token_ids: list[int], ctx: int, n_chunks: int, bos: int | None = None,
-                corpus_name: str = "corpus") -> Chunks:
-    """The first min(n_chunks, available) chunks of ctx tokens."""
+                corpus_name: str = "corpus", start: int = 0) -> Chunks:
+    """min(n_chunks, available - start) chunks of ctx tokens, from chunk `start` on (0: the first)."""
     if ctx < MIN_CTX:
         raise CorpusError(f"context {ctx} is too short: need at least {MIN_CTX} tokens per chunk")
     if n_chunks < 1:
@@ -99,11 +100,14 @@ def make_chunks(token_ids: list[int], ctx: int, n_chunks: int, bos: int | None =
     available = len(token_ids) // ctx
     if available == 0:
         raise CorpusError(f"corpus {corpus_name} has {len(token_ids)} tokens, fewer than one chunk of {ctx}")
-    count = min(n_chunks, available)
-    tokens = torch.tensor(token_ids[:count * ctx], dtype=torch.long).view(count, ctx).clone()
+    if not 0 <= start < available:
+        raise CorpusError(f"corpus {corpus_name} holds {available} chunks of {ctx} tokens; "
+                          f"cannot start at chunk {start}")
+    count = min(n_chunks, available - start)
+    tokens = torch.tensor(token_ids[start * ctx:(start + count) * ctx], dtype=torch.long).view(count, ctx).clone()
     if bos is not None:
         tokens[:, 0] = bos
-    return Chunks(tokens, available, bos)
+    return Chunks(tokens, available, bos, start)
 
 
 def bos_token(model) -> int | None:
@@ -112,5 +116,5 @@ def bos_token(model) -> int | None:
     return prefix[0] if prefix else None
 
 
-def chunk_corpus(model, corpus: Corpus, ctx: int, n_chunks: int) -> Chunks:
-    return make_chunks(model.tokenize(corpus.text), ctx, n_chunks, bos_token(model), corpus.name)
+def chunk_corpus(model, corpus: Corpus, ctx: int, n_chunks: int, start: int = 0) -> Chunks:
+    return make_chunks(model.tokenize(corpus.text), ctx, n_chunks, bos_token(model), corpus.name, start)

@@ -52,7 +52,7 @@ def as_policy(model, spec: str | KVPolicy) -> KVPolicy:
 
 def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | None = None, ctx: int = 512,
                   chunks: int = 8, *, attn: str = "dequant_sdpa", model_name: str | None = None, cache_root=None,
-                  progress: bool = True, weights=None) -> list[dict]:
+                  progress: bool = True, weights=None, start: int = 0, keep_tokens: bool = False) -> list[dict]:
     """One row per KV policy: the kld_stats summary, bits per value, KV bytes per token, the record
     case ("ctx512,chunks8,corpus=pydoc_topics", plus ",model=<model_name>" when a name is given for a
     model other than the default), and `kld_samples` (per-token KLD values, at most MAX_SAMPLES).
@@ -61,6 +61,9 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
     `weights`: quantized weights (harness/weights QuantizedWeights) for every row, or a list of them
     (None: unquantized) giving one row per (weights, KV policy); the reference keeps the model's
     own weights and an unquantized KV cache.
+    `start`: score chunks start, start + 1, ... of the corpus instead of the first ones (the case then
+    names it: ",start=N"). `keep_tokens`: each row also holds `token_blocks`, one TokenStats per chunk
+    (on the CPU), for statistics paired on the same tokens across rows (harness/experiments).
     """
     weight_sets = weights if isinstance(weights, (list, tuple)) else [weights]
     policies = list({p.spec: p for p in (as_policy(model, spec) for spec in kv_specs)}.values())
@@ -70,10 +73,10 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
         raise UserError(f"context {ctx} is longer than the model's ({model.config.max_seq_len})")
     if not isinstance(corpus, Corpus):
         corpus = default_corpus() if corpus is None else load_corpus(corpus)
-    chunked = chunk_corpus(model, corpus, ctx, chunks)
+    chunked = chunk_corpus(model, corpus, ctx, chunks, start)
     if chunked.count < chunks:
         _say(progress, f"quality: corpus {corpus.name} holds {chunked.available} chunks of {ctx} tokens; "
-                       f"using {chunked.count}, not {chunks}")
+                       f"using {chunked.count} from chunk {start}, not {chunks}")
     cache = ReferenceCache.for_run(model, corpus.sha256, ctx, chunked.first, chunked.bos, cache_root)
     _say(progress, f"quality: reference log-probs cached in {cache.folder}")
     torch.manual_seed(SEED)
@@ -84,7 +87,7 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
     for i in range(chunked.count):
         tokens = chunked.tokens[i:i + 1].to(model.device)
         targets = chunked.targets(i)
-        ref, computed = cache.get(i, chunked.tokens[i], targets, chunked.first,
+        ref, computed = cache.get(start + i, chunked.tokens[i], targets, chunked.first,
                                   lambda: _checked_logits(model, tokens, None, REFERENCE_ATTN, "reference", i))
         _say(progress, f"quality reference: chunk {i + 1}/{chunked.count} ({'computed' if computed else 'from cache'})")
         device = tokens.device
@@ -99,10 +102,11 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
             parts[(_weights_label(w), policy.spec)].append(token_stats(ref_logp, logp, targets, ref_target, ref_top))
     _say(progress, f"quality: {len(keys)} rows x {chunked.count} chunks in {time.perf_counter() - started:.1f} s")
     warn_scale_underflow(underflow)
-    case = _case(corpus, ctx, chunked.count, model_name)
+    case = _case(corpus, ctx, chunked.count, model_name, start)
     rows = []
     for w, policy in keys:
-        stats = TokenStats.cat(parts[(_weights_label(w), policy.spec)])
+        blocks = parts[(_weights_label(w), policy.spec)]
+        stats = TokenStats.cat(blocks)
         row = {"kv": policy.spec, "case": case, "variant": attn,
                "bits_per_value": policy.bits_per_value(model.config.head_dim),
                "kv_bytes_per_token": policy.kv_bytes_per_token(model.config)}
@@ -111,6 +115,8 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
             row.update({"weights": w.spec.text, "method": w.variant, "weights_bpw": summary["bits_per_weight"],
                         "embeddings_included": summary["embeddings_included"],
                         "format": f"{w.label}|kv:{policy.spec}", "variant": f"{w.variant}+{attn}"})
+        if keep_tokens:
+            row["token_blocks"] = [TokenStats.cat([b]) for b in blocks]
         rows.append({**row, **summarize(stats), "kld_samples": kld_samples(stats.kld)})
     return rows
 
@@ -167,8 +173,8 @@ def _row_label(weights, policy: KVPolicy) -> str:
     return policy.spec if weights is None else f"{weights.label} ({weights.variant}), kv {policy.spec}"
 
 
-def _case(corpus: Corpus, ctx: int, count: int, model_name: str | None) -> str:
-    case = f"ctx{ctx},chunks{count},corpus={corpus.name}"
+def _case(corpus: Corpus, ctx: int, count: int, model_name: str | None, start: int = 0) -> str:
+    case = f"ctx{ctx},chunks{count},corpus={corpus.name}" + (f",start={start}" if start else "")
     return f"{case},model={model_name}" if model_name else case
 
 
