@@ -3,7 +3,8 @@
 One record per (op, format, backend, variant, case, metric):
     op, format, backend, variant, case, metric, value, unit, direction ("lower"/"higher" is
     better), samples (raw measurements, may be empty), env (commit, dirty, device, versions,
-    time) and command (the command line that reproduces it).
+    time) and command (the command line that reproduces it). Optional: rounds (bench's per-round
+    medians) and experiment (an object: what an experiment's verdict was decided from).
 
 Records are JSON lines under `results/` (one file per commit: `results/<commit12>[-dirty].jsonl`,
 or the path given). Appends are atomic: the new file is written beside the old one, fsynced, and

@@ -68,6 +68,7 @@ def test_a_contradicted_prediction_is_a_failure_and_a_right_one_a_success(tmp_pa
     assert len(verdicts) == 2 and len(arms) == 2
     summary = verdicts[0]["experiment"]
     assert summary["verdict"] == "failure" and summary["baseline"] == "q8_0" and summary["n_blocks"] == 16
+    assert len(summary["per_block"]["q4_0"]) == 16 and min(summary["per_block"]["q4_0"]) > summary["baseline_value"]
     assert summary["variants"][0]["ci_low"] > 0.05 and summary["hypothesis"] == "fewer bits, more error"
     assert arms[0]["value"] == pytest.approx(summary["variants"][0]["rel_diff"]) and arms[0]["unit"] == "relative"
     assert shlex.split(verdicts[0]["command"]) == ["quantbench", "experiment", "run", str(wrong)]
@@ -171,3 +172,15 @@ def test_experiment_list_shows_the_committed_experiments(capsys):
     assert main(["experiment", "list", "-o", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {"EXP-0005", "S000-Q8-KV", "EXP-0051"} <= {r["id"] for r in rows}
+
+
+def test_landscape_html_writes_one_page_with_the_table_and_the_forest_plot(tmp_path, capsys):
+    folder = tmp_path / "exp"
+    write(folder, "fmt.toml", FORMAT_EXPERIMENT.replace("{expect}", "worse"))
+    store = tmp_path / "r.jsonl"
+    run_json(capsys, ["experiment", "run", "T-FMT", "--dir", str(folder), "-o", "json", "--results", str(store)])
+    page = tmp_path / "landscape.html"
+    assert main(["landscape", "--results", str(store), "--dir", str(folder), "--html", str(page)]) == 0
+    text = page.read_text()
+    assert "T-FMT" in text and "q4_0 against q8_0" in text and "<svg" in text
+    assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text

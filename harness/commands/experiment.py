@@ -82,7 +82,7 @@ def run_command(args) -> int:
     extra = overrides(args)
     tasks = [Task.make(e, extra, _reference(ref, e, args)) for ref, e in chosen]
     started = time.perf_counter()
-    results = run_tasks(tasks, args.engine, args.address, progress=args.output == "table")
+    results = run_tasks(tasks, args.engine, args.address)
     rows, records = [], []
     for result in results:
         row, recs = conclude(result)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .spec import Experiment, ExperimentError, load_experiment
+from .errors import ExperimentError
+from .spec import Experiment, load_experiment
 
 
 def default_dir() -> Path:
-    import quantbench.suites
-
-    return Path(quantbench.suites.__file__).resolve().parent / "experiments"
+    """quantbench/suites/experiments beside this package: the repository's folder in a checkout."""
+    return Path(__file__).resolve().parents[2] / "suites" / "experiments"
 
 
 def find(folder: str | Path | None = None) -> list[Experiment]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .records import stored_verdicts
 
-COLUMNS = ["id", "title", "result", "confidence", "reproductions", "metrics"]
+COLUMNS = ["id", "title / hypothesis", "result", "confidence", "reproductions", "metrics"]
 
 
 def landscape_rows(records: list[dict], experiments=()) -> list[dict]:
@@ -25,6 +25,8 @@ def landscape_rows(records: list[dict], experiments=()) -> list[dict]:
             rows.append({"id": e.id, "title": e.title, "hypothesis": e.hypothesis, "kind": e.kind,
                          "source": e.source, "result": "not run", "confidence": None, "reproductions": "0/0",
                          "metrics": "", "command": f"quantbench experiment run {e.id}"})
+    for row in rows:
+        row["title / hypothesis"] = f"{row['title']}: {row['hypothesis']}"
     return sorted(rows, key=lambda r: r["id"])
 
 

@@ -1,8 +1,9 @@
 """Verdict records. Per run of an experiment: one record per variant (metric: the experiment's
 metric, value: its relative difference against the baseline) and one verdict record (variant
 "verdict", metric "confidence", value: the run's confidence 1..3). Each carries an `experiment`
-field with what it was decided from: the arms' values and intervals, the configuration, the
-independence key that tells reproductions apart, and the experiment's text."""
+field with what it was decided from: the arms' values and intervals, each arm's metric per block
+(chunk, round, row group), the configuration, the independence key that tells reproductions
+apart, and the experiment's text."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -31,7 +32,8 @@ def verdict_records(task, result, decision, independence: str) -> list[dict]:
         "verdict": decision.verdict, "precision": decision.precision,
         "baseline_value": decision.baseline.value, "baseline_ci": list(decision.baseline_ci),
         "variants": [asdict(v) for v in decision.variants], "shown": m.shown, "config": config,
-        "block": m.block, "n_blocks": m.n_blocks, "file": str(experiment.path or ""), "machine": result.machine,
+        "block": m.block, "n_blocks": m.n_blocks, "per_block": decision.per_block,
+        "file": str(experiment.path or ""), "machine": result.machine,
     }
     records.append({**results_store.make_record(
         variant=VERDICT, metric="confidence", value=decision.precision, unit="1-5", direction="higher", **common),

@@ -16,11 +16,12 @@ from quantbench.harness import env as envmod
 from quantbench.harness.errors import UserError
 from quantbench.kernels.errors import FormatError
 
+from .errors import ExperimentError
 from .kinds import get_kind
 from .measurement import Measurement
 from .records import verdict_records
 from .settings import COMMON, independence_key
-from .spec import Experiment, ExperimentError
+from .spec import Experiment
 from .stats import decide
 
 

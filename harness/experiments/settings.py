@@ -2,7 +2,7 @@
 the arms grouped by the settings other than their main value (one runner call per group)."""
 from __future__ import annotations
 
-from .spec import Arm, ExperimentError
+from .errors import ExperimentError
 
 # settings that only sharpen one measurement: changing them is not an independent reproduction
 PRECISION_SETTINGS = ("chunks", "bootstrap", "level", "budget", "rounds")
@@ -33,9 +33,9 @@ def _same_type(default, value) -> bool:
     return isinstance(value, type(default))
 
 
-def groups(arms: tuple[Arm, ...], run: dict, main: str) -> list[tuple[dict, list[Arm]]]:
+def groups(arms: tuple, run: dict, main: str) -> list[tuple[dict, list]]:
     """Arms that share every setting but `main`, with those shared settings, in first-seen order."""
-    out: dict[tuple, tuple[dict, list[Arm]]] = {}
+    out: dict[tuple, tuple[dict, list]] = {}
     for arm in arms:
         config = arm.config(run)
         shared = {k: v for k, v in config.items() if k != main}

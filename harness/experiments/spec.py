@@ -23,17 +23,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantbench.harness.errors import UserError
+from .errors import ExperimentError
+from .kinds import get_kind
 
 EXPECTATIONS = ("better", "worse", "same")
 MAX_LINES = 30
 KEYS = {"id", "title", "hypothesis", "source", "kind", "metric", "baseline", "variants", "expect", "margin",
         "requires", "run", "notes"}
 REQUIRED = ("id", "title", "hypothesis", "kind", "metric", "baseline")
-
-
-class ExperimentError(UserError):
-    """An experiment file that is missing, unreadable or does not follow the schema."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +86,6 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def parse_experiment(data: dict, path: Path | None = None) -> Experiment:
-    from .kinds import get_kind
-
     where = f"experiment {path}" if path else "experiment"
     unknown = sorted(set(data) - KEYS)
     if unknown:

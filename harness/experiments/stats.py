@@ -49,6 +49,7 @@ class Decision:
     baseline: ArmResult
     variants: list[ArmResult]
     baseline_ci: tuple[float, float]  # the baseline metric's own interval (absolute)
+    per_block: dict[str, list[float]]  # arm label -> the metric of each block alone
 
 
 def decide(measurement: Measurement, expect: dict[str, str], margin: float, seed: int = 0,
@@ -77,7 +78,9 @@ def decide(measurement: Measurement, expect: dict[str, str], margin: float, seed
         ratio = max((a.ci_high - a.ci_low) / 2 / max(margin, abs(a.rel_diff)) for a in results)
     else:
         ratio = (b_hi - b_lo) / 2 / abs(point[base_label]) / margin if point[base_label] else 0.0
-    return Decision(verdict(results), precision(ratio), baseline, results, (b_lo, b_hi))
+    per_block = {label: [_value(kind, measurement, label, [i]) for i in range(measurement.n_blocks)]
+                 for label in labels}
+    return Decision(verdict(results), precision(ratio), baseline, results, (b_lo, b_hi), per_block)
 
 
 def outcome(lo: float, hi: float, margin: float, direction: str) -> str:

@@ -11,8 +11,8 @@ import numpy as np
 from quantbench.harness.quality.kld_stats import PERCENTILES
 from quantbench.harness.quality.run import METRICS
 
+from .errors import ExperimentError
 from .measurement import ArmData
-from .spec import ExperimentError
 
 TOKEN_FIELDS = ("kld", "same_top", "nll", "nll_ref", "dp")
 QUANTILES = {"kld_median": 0.5, "kld_max": 1.0, **dict(PERCENTILES)}

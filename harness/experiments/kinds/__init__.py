@@ -16,6 +16,8 @@ import pkgutil
 from functools import cache
 from types import ModuleType
 
+from ..errors import ExperimentError
+
 
 @cache
 def kinds() -> dict[str, ModuleType]:
@@ -23,8 +25,6 @@ def kinds() -> dict[str, ModuleType]:
 
 
 def get_kind(name: str, where: str = "experiment") -> ModuleType:
-    from ..spec import ExperimentError
-
     found = kinds().get(name)
     if found is None:
         raise ExperimentError(f"{where}: unknown kind {name!r} (known: {', '.join(sorted(kinds()))})")

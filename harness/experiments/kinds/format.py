@@ -7,9 +7,9 @@ import torch
 
 from quantbench.kernels import formats
 
+from ..errors import ExperimentError
 from ..measurement import ArmData, Measurement
 from ..settings import checked
-from ..spec import ExperimentError
 
 MAIN = "format"
 DEFAULTS = {"format": "q8_0", "rows": 4096, "dim": 128, "groups": 16}

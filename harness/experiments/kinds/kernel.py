@@ -8,9 +8,9 @@ from quantbench.harness.bench import run_bench, select
 from quantbench.harness.timing import TimingConfig
 from quantbench.kernels.registry import Case, get_op
 
+from ..errors import ExperimentError
 from ..measurement import ArmData, Measurement
 from ..settings import checked
-from ..spec import ExperimentError
 
 MAIN = "variant"
 DEFAULTS = {"variant": "torch/reference", "op": "dequantize", "format": "q4_0", "shape": "", "budget": 2.0,

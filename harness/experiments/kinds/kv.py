@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from quantbench.harness.quality.run import as_policy, quality_table
 
+from ..errors import ExperimentError
 from ..measurement import ArmData, Measurement
 from ..settings import checked, groups
-from ..spec import ExperimentError
 from ..token_metrics import QUALITY_DEFAULTS, arm_data, check_metric, model_facts, quality_call, resolve, shown
 from ..token_metrics import direction as _direction
 from ..token_metrics import statistic as _statistic
