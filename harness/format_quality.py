@@ -29,8 +29,14 @@ def normalized_mse(spec: str, rows: int = 4096, dim: int = 128, seed: int = 0) -
 
 
 def quality_rows(specs: list[str] | None = None, rows: int = 4096, dim: int = 128, seed: int = 0) -> list[dict]:
+    if specs is None:
+        specs = [name for name in formats.names() if formats.get(name).holds(dim)]
+        left_out = [name for name in formats.names() if name not in specs]
+        if left_out:
+            print(f"formats: {', '.join(left_out)} cannot hold rows of {dim} values; left out "
+                  f"(--dim 256 includes llama.cpp's k-quants)", file=sys.stderr)
     out = []
-    for spec in specs or formats.names():
+    for spec in specs:
         fmt = formats.get(spec)
         bits = fmt.bits_per_value_for(dim)
         nmse = normalized_mse(spec, rows, dim, seed)

@@ -1,9 +1,11 @@
-"""Cases over the rows of a KV-shaped matrix, shared by the ops that transform rows
-(quantize, dequantize, fwht): seeded N(0, 1) inputs and the float bytes of one side."""
+"""Cases over the rows of a KV-shaped matrix (or of a weight matrix, for formats whose blocks no KV
+row holds), shared by the ops that transform rows (quantize, dequantize, fwht): seeded N(0, 1)
+inputs and the float bytes of one side."""
 from __future__ import annotations
 
 import torch
 
+from quantbench.kernels import formats
 from quantbench.kernels.registry import Case
 
 ROW_DIMS = ("rows", "dim")
@@ -22,10 +24,20 @@ def float_bytes(case: Case) -> int:
     return case.rows * case.dim * torch.tensor([], dtype=case.torch_dtype).element_size()
 
 
+WEIGHT_ROW_SHAPES = (  # (rows, dim): weights [out, in], the embedded model's down projection (a KV case's size)
+    (576, 1536),
+)
+
+
 def kv_cases(op: str):
-    def cases(fmt: str) -> list[Case]:
-        return [Case.make(op, fmt, rows=r, dim=d) for r, d in KV_SHAPES]
+    """The KV shapes the format can hold; a format that holds none of them (llama.cpp's k-quants:
+    256-value super-blocks) is a weight format, and gets the weight rows instead."""
+    def cases(spec: str) -> list[Case]:
+        fmt = formats.get(spec)
+        shapes = [s for s in KV_SHAPES if fmt.holds(s[1])] or [s for s in WEIGHT_ROW_SHAPES if fmt.holds(s[1])]
+        return [Case.make(op, spec, rows=r, dim=d) for r, d in shapes or KV_SHAPES]
     return cases
+
 
 
 def check_row_length(case: Case) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from quantbench.harness.suite_cases import suite_cases
+from quantbench.kernels.registry import Unavailable
 
 ON_GPU = torch.cuda.is_available()
 
@@ -22,5 +23,8 @@ def runnable_here():
 
 @pytest.mark.parametrize("suite_case", runnable_here())
 def test_variant_matches_the_reference(suite_case):
-    fn, case = suite_case.prepare(validate=True)
+    try:
+        fn, case = suite_case.prepare(validate=True)
+    except Unavailable as exc:  # a library kernel that cannot take this case's shape here says why
+        pytest.skip(str(exc))
     assert case.device == suite_case.variant.run_device()

@@ -184,3 +184,26 @@ def test_landscape_html_writes_one_page_with_the_table_and_the_forest_plot(tmp_p
     text = page.read_text()
     assert "T-FMT" in text and "q4_0 against q8_0" in text and "<svg" in text
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
+
+
+def test_a_weights_experiment_compares_activation_arms_on_the_same_tokens(tmp_path, capsys):
+    text = """
+id = "T-ACT"
+title = "int4 activations"
+hypothesis = "per-token int4 inputs cost more than int8 ones, also over q8_0 weights"
+kind = "weights"
+metric = "kld_mean"
+baseline = {label = "A8", weights = "none", act = "int8"}
+variants = [{label = "A4", weights = "none", act = "int4"}, {label = "W8A4", act = "int4"}]
+expect = "worse"
+[run]
+ctx = 64
+chunks = 2
+device = "cpu"
+"""
+    path = write(tmp_path / "exp", "act.toml", text)
+    store = tmp_path / "r.jsonl"
+    (row,) = run_json(capsys, ["experiment", "run", str(path), "-o", "json", "--results", str(store)])
+    assert row["verdict"] == "success"
+    shown = [r for r in results.read_records(store) if r["variant"] == "verdict"][0]["experiment"]["shown"]
+    assert shown["A8"]["act_bits"] > 8 and shown["A4"]["act_bits"] < 5 and shown["W8A4"]["weights_bpw"] == 8.5

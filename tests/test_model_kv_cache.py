@@ -32,6 +32,10 @@ def test_cache_format_matches_reference_roundtrip(tiny, name):
     cfg, weights, model = tiny
     fmt = formats.get(name)
     problem = cache_problem(fmt, cfg["head_dim"])
+    if problem and "super-blocks" in problem:  # a k-quant cannot hold a head's row: the cache refuses it
+        with pytest.raises(FormatError, match="not a multiple of 256"):
+            model.logits(torch.tensor([TOKENS]), kv=parse_kv_policy(name, n_layers=cfg["num_hidden_layers"]))
+        return
     if problem:  # a per-tensor scale: the cache says so, and the per-row option works instead
         assert "per-row fields" in problem and name == "nvfp4"
         with pytest.raises(FormatError, match="per-row fields"):

@@ -10,6 +10,7 @@ from quantbench.harness.model.kv_policy import split_policies
 from quantbench.harness.quality import COLUMNS, TABLE_COLUMNS, quality_records, quality_table
 from quantbench.harness.quality.corpus import load_corpus
 
+from .act_options import ACT_COLUMNS, acts_title, add_act_options, build_activations
 from .common import add_output_option, add_store_options, emit, positive_int, resolve_device, store
 from .weight_options import WEIGHT_COLUMNS, add_weight_options, build_weights, weights_title
 
@@ -44,6 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--attn", default="dequant_sdpa", help=f"attention backend ({', '.join(attention_names())})")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     add_weight_options(p)
+    add_act_options(p)
     add_output_option(p)
     add_store_options(p)
     p.set_defaults(func=run)
@@ -65,22 +67,27 @@ def run(args) -> int:
     device = resolve_device(args.device)
     corpus = load_corpus(args.corpus)
     model = load_model(args.model, device=device)
-    if args.weights and args.kv is None and args.k is None:
-        args.kv = "f16"  # a weights study: one KV policy unless asked for more
+    if (args.weights or args.act) and args.kv is None and args.k is None:
+        args.kv = "f16"  # a weights or activations study: one KV policy unless asked for more
     policies = policy_specs(args, model.config.n_layers)
-    weights = build_weights(model, args, corpus, reserved_tokens=args.ctx * args.chunks)
+    hessians = {}
+    weights = build_weights(model, args, corpus, reserved_tokens=args.ctx * args.chunks, hessians=hessians)
+    acts = build_activations(model, args, weights, corpus, args.ctx * args.chunks, hessians)
     rows = quality_table(model, policies, corpus, args.ctx, args.chunks, attn=args.attn,
-                         model_name=Path(args.model).name if args.model else None, weights=weights or None)
+                         model_name=Path(args.model).name if args.model else None,
+                         weights=([None, *weights] if acts else weights) or None, activations=acts or None)
     first = rows[0]
     c = model.config
-    columns = TABLE_COLUMNS if args.output in ("table", "md") else COLUMNS
+    columns = ((WEIGHT_COLUMNS if weights else []) + (ACT_COLUMNS if acts else [])
+               + (TABLE_COLUMNS if args.output in ("table", "md") else COLUMNS))
     what = "the unquantized KV cache"
     if weights:
-        columns = WEIGHT_COLUMNS + columns
         what = "the unquantized weights and KV cache"
+    if acts:
+        what = "the unquantized model (weights, activations) and KV cache"
     emit(rows, columns, args,
          f"KL divergence vs {what}: {c.name or c.arch} on {device}, {first['case']}, "
          f"{first['n_tokens']} scored tokens; attention {args.attn}; kld in nats, *_err = standard error, "
-         "rms_dp in probability, same_top in %" + weights_title(weights, args))
+         "rms_dp in probability, same_top in %" + weights_title(weights, args) + acts_title(acts))
     store(quality_records(rows, device), args)
     return 0

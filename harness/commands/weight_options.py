@@ -62,19 +62,20 @@ def weight_specs(args) -> list[str]:
     return specs
 
 
-def build_weights(model, args, corpus=None, reserved_tokens: int = 0) -> list:
-    """One QuantizedWeights per (--weights spec, --method); [] without --weights."""
+def build_weights(model, args, corpus=None, reserved_tokens: int = 0, *, folded=None, hessians=None) -> list:
+    """One QuantizedWeights per (--weights spec, --method); [] without --weights. `folded`: quantize
+    the weights of that folded model (harness/activations); `hessians`: gptq's, shared across calls."""
     specs = weight_specs(args)
     if not specs:
         return []
     chosen = methods(args)
-    if args.model is None and getattr(args, "config", None) is None:
+    if args.model is None and getattr(args, "config", None) is None and folded is None:
         print(EMBEDDED_NOTE, file=sys.stderr)
-    calibration, hessians = None, {}
+    calibration, hessians = None, {} if hessians is None else hessians
     if "gptq" in chosen:
         calibration = calibration_tokens(model, corpus, args.gptq_sequences, args.gptq_length, reserved_tokens)
     return [quantize_weights(model, spec, method, gptq=gptq_options(args), calibration=calibration,
-                             hessians=hessians) for spec in specs for method in chosen]
+                             hessians=hessians, folded=folded) for spec in specs for method in chosen]
 
 
 def weights_title(weights: list, args) -> str:

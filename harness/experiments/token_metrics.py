@@ -41,7 +41,7 @@ def sampled_metrics() -> list[str]:
 
 
 def direction(metric: str) -> tuple[str, str]:
-    known = {**METRICS, "weights_bpw": ("bits", "lower")}
+    known = {**METRICS, "weights_bpw": ("bits", "lower"), "act_bits": ("bits", "lower")}
     if metric not in known:
         raise ExperimentError(f"metric {metric!r}: the quality runs record {', '.join(sorted(known))}")
     return known[metric]
@@ -59,7 +59,7 @@ def arm_data(row: dict, fixed: tuple[str, ...]) -> ArmData:
 
 
 def shown(row: dict, metric: str) -> dict[str, float]:
-    keys = dict.fromkeys([metric, "kld_mean", "same_top_pct", "bits_per_value", "weights_bpw"])
+    keys = dict.fromkeys([metric, "kld_mean", "same_top_pct", "bits_per_value", "weights_bpw", "act_bits"])
     return {k: float(row[k]) for k in keys if k in row}
 
 

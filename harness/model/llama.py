@@ -75,12 +75,18 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos.to(weights["norm"].dtype), persistent=False)
         self.register_buffer("rope_sin", sin.to(weights["norm"].dtype), persistent=False)
         # weight name -> callable(x, bias) replacing F.linear for that weight (quantized weights, Hessian
-        # recording: harness/weights); the embedding lookup's replacement table. Empty: the dense path.
+        # recording: harness/weights); the embedding lookup's replacement table; weight name -> tensor
+        # replacing a norm weight or bias (smoothing scales folded into a norm: harness/activations).
+        # Empty: the dense path.
         self.linear_overrides: dict = {}
         self.embedding_override: torch.Tensor | None = None
+        self.weight_overrides: dict[str, torch.Tensor] = {}
+
+    def _weight(self, name: str, stored: torch.Tensor) -> torch.Tensor:
+        return self.weight_overrides.get(name, stored) if self.weight_overrides else stored
 
     def _p(self, layer: int, name: str) -> torch.Tensor:
-        return self.w[f"layers_{layer}_{name}"]
+        return self._weight(f"layers.{layer}.{name}", self.w[f"layers_{layer}_{name}"])
 
     def _linear(self, x: torch.Tensor, layer: int | None, name: str, bias=None) -> torch.Tensor:
         if self.linear_overrides:
@@ -143,7 +149,7 @@ class Transformer(nn.Module):
                 x = x + self._linear(act, i, "w2")
         if last_only:
             x = x[:, -1:]
-        x = rms_norm(x, self.w["norm"], c.norm_eps)
+        x = rms_norm(x, self._weight("norm", self.w["norm"]), c.norm_eps)
         with timed("matmul"):
             logits = self._linear(x, None, "tok_embeddings" if c.tie_embeddings else "output")
         return logits.float()

@@ -52,7 +52,8 @@ def as_policy(model, spec: str | KVPolicy) -> KVPolicy:
 
 def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | None = None, ctx: int = 512,
                   chunks: int = 8, *, attn: str = "dequant_sdpa", model_name: str | None = None, cache_root=None,
-                  progress: bool = True, weights=None, start: int = 0, keep_tokens: bool = False) -> list[dict]:
+                  progress: bool = True, weights=None, start: int = 0, keep_tokens: bool = False,
+                  activations=None) -> list[dict]:
     """One row per KV policy: the kld_stats summary, bits per value, KV bytes per token, the record
     case ("ctx512,chunks8,corpus=pydoc_topics", plus ",model=<model_name>" when a name is given for a
     model other than the default), and `kld_samples` (per-token KLD values, at most MAX_SAMPLES).
@@ -61,6 +62,8 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
     `weights`: quantized weights (harness/weights QuantizedWeights) for every row, or a list of them
     (None: unquantized) giving one row per (weights, KV policy); the reference keeps the model's
     own weights and an unquantized KV cache.
+    `activations`: a list of harness/activations ActivationQuantization (each over its own quantized
+    weights or none), one more row per (activations, KV policy) after the weights' rows.
     `start`: score chunks start, start + 1, ... of the corpus instead of the first ones (the case then
     names it: ",start=N"). `keep_tokens`: each row also holds `token_blocks`, one TokenStats per chunk
     (on the CPU), for statistics paired on the same tokens across rows (harness/experiments).
@@ -80,7 +83,7 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
     cache = ReferenceCache.for_run(model, corpus.sha256, ctx, chunked.first, chunked.bos, cache_root)
     _say(progress, f"quality: reference log-probs cached in {cache.folder}")
     torch.manual_seed(SEED)
-    keys = [(w, p) for w in weight_sets for p in policies]
+    keys = [(w, p) for w in [*weight_sets, *(activations or ())] for p in policies]
     parts: dict[tuple, list[TokenStats]] = {(_weights_label(w), p.spec): [] for w, p in keys}
     started = time.perf_counter()
     underflow: dict[str, int] = {}
@@ -110,7 +113,9 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
         row = {"kv": policy.spec, "case": case, "variant": attn,
                "bits_per_value": policy.bits_per_value(model.config.head_dim),
                "kv_bytes_per_token": policy.kv_bytes_per_token(model.config)}
-        if w is not None:
+        if hasattr(w, "row_fields"):
+            row.update(w.row_fields(policy.spec, attn))
+        elif w is not None:
             summary = w.summary()
             row.update({"weights": w.spec.text, "method": w.variant, "weights_bpw": summary["bits_per_weight"],
                         "embeddings_included": summary["embeddings_included"],
@@ -132,12 +137,16 @@ def kld_samples(kld: torch.Tensor, limit: int = MAX_SAMPLES) -> list[float]:
 def quality_records(rows: list[dict], device: str = "cpu") -> list[dict]:
     """Records of quality_table rows: op "quality", backend "torch", variant = attention backend.
     Rows with quantized weights: format "w:<weights spec>|kv:<kv policy>", variant "<method>+<attention>"
-    (method: rtn, or gptq:<options>:calib=<corpus>:<n>x<len>), plus a weights_bpw record (bits per weight)."""
+    (method: rtn, or gptq:<options>:calib=<corpus>:<n>x<len>), plus a weights_bpw record (bits per weight).
+    Rows with quantized activations: format "a:<spec>|kv:<policy>" or "w:<spec>|a:<spec>|kv:<policy>",
+    plus an act_bits record (bits per activation value)."""
     records = []
     for row in rows:
         metrics = dict(METRICS)
         if "weights" in row:
             metrics["weights_bpw"] = ("bits", "lower")
+        if "act" in row:
+            metrics["act_bits"] = ("bits", "lower")
         for metric, (unit, direction) in metrics.items():
             records.append(results_store.make_record(
                 op="quality", format=row.get("format", row["kv"]), backend="torch", variant=row["variant"],

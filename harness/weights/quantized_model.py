@@ -44,6 +44,9 @@ class QuantizedWeights:
     tensors: dict[Slice, QuantizedTensor]
     calibration: str = ""
     notes: list[str] = field(default_factory=list)
+    # the model rewritten with other weights of the same function (harness/activations' smoothing and
+    # rotation folded in): its weights were quantized, and its dense rows are the ones kept; None: the model's
+    folded: object = None
     _built: tuple = field(default=(None, None, None, None), repr=False)  # (transformer, matmul, overrides, table)
 
     @property
@@ -61,19 +64,23 @@ class QuantizedWeights:
     @contextlib.contextmanager
     def installed(self, model, matmul: str = "dense"):
         """Within the block, the model's forward uses these quantized weights (built once per model and matmul)."""
-        if matmul not in MATMULS:
-            raise UserError(f"unknown matmul {matmul!r} (choose from {', '.join(MATMULS)})")
         t = model.transformer
         if t.linear_overrides or t.embedding_override is not None:
             raise UserError("the model already has quantized weights installed")
-        if self._built[0] is not t or self._built[1] != matmul:
-            self._built = (t, matmul, *self._overrides(model, matmul))
-        overrides, table = self._built[2], self._built[3]
-        t.linear_overrides, t.embedding_override = overrides, table
+        t.linear_overrides, t.embedding_override = self.overrides(model, matmul)
         try:
             yield
         finally:
             t.linear_overrides, t.embedding_override = {}, None
+
+    def overrides(self, model, matmul: str = "dense") -> tuple[dict, torch.Tensor | None]:
+        """(linear overrides by weight name, embedding table or None) for the model's forward, built
+        once per model and matmul; `installed` puts them in place."""
+        if matmul not in MATMULS:
+            raise UserError(f"unknown matmul {matmul!r} (choose from {', '.join(MATMULS)})")
+        if self._built[0] is not model.transformer or self._built[1] != matmul:
+            self._built = (model.transformer, matmul, *self._overrides(model, matmul))
+        return self._built[2], self._built[3]
 
     def _overrides(self, model, matmul: str):
         t = model.transformer
@@ -82,7 +89,7 @@ class QuantizedWeights:
             by_tensor.setdefault(sl.tensor, []).append((sl, qt))
         overrides, table = {}, None
         for name, parts in by_tensor.items():
-            linear = PackedLinear(t.w[name.replace(".", "_")], parts, matmul)
+            linear = PackedLinear(_source_weight(t, name, self.folded), parts, matmul)
             if name == "tok_embeddings":
                 table = linear.effective_weight()
                 if not model.config.tie_embeddings:
@@ -153,11 +160,13 @@ def _kernel_matmul(variant: str):
 
 def quantize_weights(model, spec: str | WeightSpec, method: str = "rtn", *, gptq: GPTQOptions | None = None,
                      calibration: Calibration | None = None, hessians: dict | None = None,
-                     progress: bool = True) -> QuantizedWeights:
+                     progress: bool = True, folded=None) -> QuantizedWeights:
     """Quantize every slice the spec assigns. gptq takes its Hessians from `calibration` (default:
     calibration_tokens(model)); an untied embedding table has no matmul input, so it gets rtn.
-    `hessians` (weight name -> H), if given, is reused and filled: pass the same dict for several
-    specs with the same calibration."""
+    `hessians` (weight name -> H of the model's own inputs), if given, is reused and filled: pass the
+    same dict for several specs with the same calibration.
+    `folded` (harness/activations' FoldedModel): quantize its weights instead of the model's, the
+    Hessians mapped to its inputs by `folded.hessian(name, H)`."""
     spec = spec if isinstance(spec, WeightSpec) else WeightSpec(spec)
     if method not in METHODS:
         raise UserError(f"unknown weight quantization method {method!r} (choose from {', '.join(METHODS)})")
@@ -184,11 +193,12 @@ def quantize_weights(model, spec: str | WeightSpec, method: str = "rtn", *, gptq
     for n, batch in enumerate(batches.values()):
         fmt = batch[0][1]
         tensor = batch[0][0].tensor
-        w = torch.cat([t.w[tensor.replace(".", "_")][sl.start:sl.stop] for sl, _ in batch]).float().cpu()
+        w = torch.cat([_source_weight(t, tensor, folded)[sl.start:sl.stop] for sl, _ in batch]).float().cpu()
         labels = ", ".join(sl.label for sl, _ in batch)
         try:
             if method == "gptq" and tensor in hessians:
-                qt = gptq_quantize(w, hessians[tensor], fmt, options)
+                h = hessians[tensor] if folded is None else folded.hessian(tensor, hessians[tensor])
+                qt = gptq_quantize(w, h, fmt, options)
             else:
                 qt = rtn_quantize(w, fmt)
         except FormatError as exc:
@@ -200,7 +210,11 @@ def quantize_weights(model, spec: str | WeightSpec, method: str = "rtn", *, gptq
         if progress and (n + 1) % 20 == 0:
             print(f"weights {method}: {n + 1}/{len(batches)} batches", file=sys.stderr, flush=True)
     label = "rtn" if method == "rtn" else options.label
-    return QuantizedWeights(spec, label, tensors, calibration.label if method == "gptq" else "", notes)
+    return QuantizedWeights(spec, label, tensors, calibration.label if method == "gptq" else "", notes, folded)
+
+
+def _source_weight(t, name: str, folded) -> torch.Tensor:
+    return t.w[name.replace(".", "_")] if folded is None else folded.weight(name)
 
 
 def _lookup_only(sl: Slice, config) -> bool:

@@ -15,8 +15,10 @@ Spec grammar (items separated by commas, applied left to right, a later item win
 `default` (and `attn` = q,k,v,o, `ffn` = gate,up,down) cover the per-layer roles only: the
 embeddings and output stay unquantized unless named. For a tied model `embeddings` and `output`
 name the same tensor and must not get different formats. A bare format ("q4_0") means
-"default=q4_0". Quantization runs along the input dimension (the last one), so row slices of a
-fused tensor can take different formats; the input dimension must suit every format used on it.
+"default=q4_0". A spec may start with one of llama.cpp's k-quant mixes (q4_k_m, q5_k_m, q3_k_m: the
+types llama-quantize gives each tensor, weights/kquant_mixes.py), which its later items override.
+Quantization runs along the input dimension (the last one), so row slices of a fused tensor can
+take different formats; the input dimension must suit every format used on it.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from quantbench.kernels import formats
 from quantbench.kernels.formats import Format, FormatError
 
 from ..errors import UserError
+from .kquant_mixes import mix_spec, split_mix
 
 LAYER_ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 ROLES = LAYER_ROLES + ("embeddings", "output")
@@ -84,12 +87,9 @@ class WeightSpec:
     """A parsed weights spec; `assign(config)` gives each role slice its format (or None)."""
 
     def __init__(self, text: str):
-        if not isinstance(text, str) or not text.strip():
-            raise WeightSpecError(f"weights spec must be a non-empty string, got {text!r}")
-        self.items = [_parse_item(part.strip(), text) for part in text.split(",") if part.strip()]
-        if not self.items:
-            raise WeightSpecError(f"weights spec {text!r} has no item")
-        self.text = ",".join(_item_text(part.strip()) for part in text.split(",") if part.strip())
+        self.mix, rest = split_mix(text)  # a llama.cpp k-quant mix first: "q4_k_m,down@0=q8_0" (kquant_mixes.py)
+        self.items = parse_items(rest) if self.mix is None or rest else []
+        self.text = ",".join(part for part in (self.mix, rest and items_text(rest)) if part)
         self._formats = {it.format: _get_format(it.format, text) for it in self.items if it.format != UNQUANTIZED}
 
     def __repr__(self) -> str:
@@ -97,16 +97,8 @@ class WeightSpec:
 
     def assign(self, config) -> list[tuple[Slice, Format]]:
         """(slice, format) for every slice that gets quantized, checked against the tensor shapes."""
-        for item in self.items:
-            bad = sorted(n for n in (item.layers or ()) if n >= config.n_layers)
-            if bad:
-                raise WeightSpecError(f"weights spec {self.text!r}: layer {bad[0]} does not exist "
-                                      f"(the model has layers 0-{config.n_layers - 1})")
-        chosen: dict[Slice, str] = {}
-        for sl in role_slices(config):
-            for item in self.items:
-                if _covers(item, sl, config):
-                    chosen[sl] = item.format
+        items = parse_items(mix_spec(self.mix, config)) + self.items if self.mix else self.items
+        chosen = choose_formats(items, config, self.text)
         if config.tie_embeddings:
             tied = {it.format for it in self.items if {"embeddings", "output"} & set(it.roles)}
             if len(tied) > 1:
@@ -116,7 +108,7 @@ class WeightSpec:
         for sl, name in chosen.items():
             if name == UNQUANTIZED:
                 continue
-            fmt = self._formats[name]
+            fmt = self._formats.get(name) or _get_format(name, self.text)
             try:
                 fmt.check_dim(sl.in_dim)
             except FormatError as exc:
@@ -144,31 +136,64 @@ def _covers(item: Item, sl: Slice, config) -> bool:
     return item.layers is None or (sl.layer is not None and sl.layer in item.layers)
 
 
-def _parse_item(part: str, text: str) -> Item:
+def parse_items(text: str, what: str = "weights spec", roles: tuple[str, ...] = ROLES,
+                error: type[UserError] = WeightSpecError) -> list[Item]:
+    """The target=format items of a spec in this grammar (the weights spec's, or another spec's
+    that names `what` in its errors and allows only `roles`)."""
+    if not isinstance(text, str) or not text.strip():
+        raise error(f"{what} must be a non-empty string, got {text!r}")
+    items = [_parse_item(part.strip(), text, what, roles, error) for part in text.split(",") if part.strip()]
+    if not items:
+        raise error(f"{what} {text!r} has no item")
+    return items
+
+
+def items_text(text: str) -> str:
+    """The spec written back with every target explicit ("q4_0,k=q8_0" -> "default=q4_0,k=q8_0")."""
+    return ",".join(_item_text(part.strip()) for part in text.split(",") if part.strip())
+
+
+def choose_formats(items: list[Item], config, text: str, what: str = "weights spec",
+                   error: type[UserError] = WeightSpecError) -> dict[Slice, str]:
+    """Each role slice the items cover, with the format text of the last item covering it."""
+    for item in items:
+        bad = sorted(n for n in (item.layers or ()) if n >= config.n_layers)
+        if bad:
+            raise error(f"{what} {text!r}: layer {bad[0]} does not exist "
+                        f"(the model has layers 0-{config.n_layers - 1})")
+    chosen: dict[Slice, str] = {}
+    for sl in role_slices(config):
+        for item in items:
+            if _covers(item, sl, config):
+                chosen[sl] = item.format
+    return chosen
+
+
+def _parse_item(part: str, text: str, what: str, allowed: tuple[str, ...], error: type[UserError]) -> Item:
     target, fmt = _split_item(part)
     if target is None:
         if fmt.split(":")[0] not in (*formats.names(), UNQUANTIZED):
-            raise WeightSpecError(f"weights spec {text!r}: item {part!r} is neither target=format nor a format")
+            raise error(f"{what} {text!r}: item {part!r} is neither target=format nor a format")
         target = "default"
     if not fmt:
-        raise WeightSpecError(f"weights spec {text!r}: item {part!r} has no format")
+        raise error(f"{what} {text!r}: item {part!r} has no format")
     name, at, layers_text = target.partition("@")
     if name in GROUPS:
         roles = GROUPS[name]
-    elif name in ROLES:
+    elif name in allowed:
         roles = (name,)
     else:
-        raise WeightSpecError(f"weights spec {text!r}: unknown role {name!r} "
-                              f"(roles: {', '.join(ROLES)}; groups: {', '.join(GROUPS)})")
+        raise error(f"{what} {text!r}: unknown role {name!r} "
+                    f"(roles: {', '.join(allowed)}; groups: {', '.join(GROUPS)})")
     layers = None
     if at:
         if name in ("embeddings", "output"):
-            raise WeightSpecError(f"weights spec {text!r}: {name} is not a per-layer role; it takes no @layers")
-        layers = _parse_layers(layers_text, text)
+            raise error(f"{what} {text!r}: {name} is not a per-layer role; it takes no @layers")
+        layers = _parse_layers(layers_text, text, what, error)
     return Item(roles, layers, fmt)
 
 
-def _parse_layers(layers_text: str, text: str) -> frozenset[int]:
+def _parse_layers(layers_text: str, text: str, what: str, error: type[UserError]) -> frozenset[int]:
     out: set[int] = set()
     for rng in layers_text.split("+"):
         lo, dash, hi = rng.strip().partition("-")
@@ -176,9 +201,9 @@ def _parse_layers(layers_text: str, text: str) -> frozenset[int]:
             a = int(lo)
             b = int(hi) if dash else a
         except ValueError:
-            raise WeightSpecError(f"weights spec {text!r}: layer range {rng!r} is not N or A-B") from None
+            raise error(f"{what} {text!r}: layer range {rng!r} is not N or A-B") from None
         if a < 0 or b < a:
-            raise WeightSpecError(f"weights spec {text!r}: layer range {rng!r} is empty or negative")
+            raise error(f"{what} {text!r}: layer range {rng!r} is empty or negative")
         out.update(range(a, b + 1))
     return frozenset(out)
 

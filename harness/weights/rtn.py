@@ -22,8 +22,9 @@ class QuantizedTensor:
         return w if self.input_scale is None else w / self.input_scale.float()
 
     def rows(self, start: int, stop: int) -> "QuantizedTensor":
-        """Rows [start, stop): every packed field keeps the rows as its leading dimension."""
-        fields = {k: v[start:stop] for k, v in self.packed.fields.items()}
+        """Rows [start, stop): every packed field keeps the rows as its leading dimension, except a
+        per-tensor scale (a 0-dim field, nvfp4's), which the rows share."""
+        fields = {k: v if v.dim() == 0 else v[start:stop] for k, v in self.packed.fields.items()}
         packed = Packed(self.packed.format, (stop - start, *self.packed.shape[1:]), fields)
         return QuantizedTensor(self.fmt, packed, self.input_scale)
 

@@ -186,6 +186,14 @@ def _flops(case: Case) -> float:
     return 4 * s.batch * s.heads * s.n * s.ctx * s.dim + decode
 
 
+def cache_formats() -> list[str]:
+    """The formats that can store the default cases' heads (head_dim 64 or 128): llama.cpp's k-quants,
+    256-value super-blocks, cannot (`bench --format q4_k` says so for each case)."""
+    head_dims = {MODEL_DECODE["dim"], HEAD128_DECODE["dim"]}
+    return [name for name in formats.names() if any(formats.get(name).holds(d) for d in head_dims)]
+
+
+
 def attn_case(op: str, fmt: str, **dims) -> Case:
     """A case with its dims in the canonical order (batch, heads, kv_heads, n, ctx, dim)."""
     return Case.make(op, fmt, **{d: dims[d] for d in DIMS})
@@ -212,7 +220,7 @@ for _name, _cases, _what in (("attn_decode", _decode_cases, "a few query tokens"
         flops=_flops,
         default_cases=_cases,
         baseline=("torch", "dequant_sdpa"),
-        formats=formats.names,
+        formats=cache_formats,
         check=_check,
         in_run=_name == "attn_decode",
         dims=DIMS,

@@ -117,6 +117,14 @@ class Format:
                 f"{self.spec}: last dimension {dim} is not a multiple of its block size {self.block}"
             )
 
+    def holds(self, dim: int) -> bool:
+        """Whether rows of length `dim` fit the format (`check_dim` accepts them)."""
+        try:
+            self.check_dim(dim)
+        except FormatError:
+            return False
+        return True
+
     def check_side_data(self, packed: Packed) -> Packed:
         """Every fp16 field finite: a kernel that writes side data (a scale, a norm) that overflowed
         float16 raises here, as the torch encoder does. Returns `packed`."""
