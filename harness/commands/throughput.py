@@ -10,9 +10,11 @@ from quantbench.harness.model.attention import attention_names, get_attention
 from quantbench.harness.model.kv_policy import split_policies
 
 from .common import add_output_option, add_store_options, emit, resolve_device, store
+from .throughput_profile import profile_decode
 from .weight_options import add_throughput_weight_options, with_weight_variants
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PROFILERS = ("torch", "nvtx", "nsys")
 
 
 def add_parser(sub) -> None:
@@ -39,6 +41,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="weight and activation dtype")
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph decode column")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tokens (and random weights)")
+    p.add_argument("--profile", choices=PROFILERS, default=None,
+                   help="instead of timing, profile one decode step at the first depth: torch (torch.profiler: trace "
+                        "and self-time table), nvtx (ranges only, for an outside profiler), nsys (this command "
+                        "under nsys: kernel time per range, attention vs matmul)")
     add_throughput_weight_options(p)
     add_output_option(p)
     add_store_options(p)
@@ -79,6 +85,8 @@ def run(args) -> int:
     backends = [a.strip() for a in args.attn.split(",") if a.strip()]
     for name in backends or [args.attn]:
         get_attention(name)  # an unknown backend fails here, naming it
+    if args.profile:
+        return profile_decode(model, policies, backends, depths[0], args)
     rows = with_weight_variants(model, args, lambda: [
         row for attn in backends
         for row in throughput.run_throughput(model, policies, n_prompt, n_gen, depths, args.repetitions, attn,

@@ -131,7 +131,8 @@ def make_kernel(family: str, placement: str, bits: int, L: int, M: int, D: int, 
             for r in range(CPT):
                 acc[m, r] = 0.0
         start = split * chunk
-        end = min(start + chunk, ctx)
+        # no min()/max() in this kernel: numba 0.68's CUDA target cannot compile their *args overload
+        end = start + chunk if start + chunk < ctx else ctx
         cuda.syncthreads()
         for t0 in range(start, end, threads):
             t = t0 + tid
@@ -149,7 +150,8 @@ def make_kernel(family: str, placement: str, bits: int, L: int, M: int, D: int, 
             if tid < M:
                 top = run_max[tid]
                 for j in range(threads):
-                    top = max(top, weights[tid, j])
+                    w = weights[tid, j]
+                    top = w if w > top else top
                 ref = np.float32(0.0) if top == NEG_INF else top
                 total = np.float32(0.0)
                 for j in range(threads):
@@ -161,7 +163,7 @@ def make_kernel(family: str, placement: str, bits: int, L: int, M: int, D: int, 
                 run_max[tid] = top
                 rescale[tid] = alpha
             cuda.syncthreads()
-            keys = min(threads, end - t0)
+            keys = threads if threads < end - t0 else end - t0
             for r in range(CPT):
                 c = tid + r * threads
                 if c < D:

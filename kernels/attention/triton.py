@@ -20,7 +20,17 @@ from quantbench.kernels.registry import Unavailable, variant
 TURBO = ("turbo2", "turbo3", "turbo4_mse")
 BLOCKS = {"q8_0": 1, "q4_0": 2, "q4_1": 3}  # format -> KIND of triton_jit_attn.decode_tile
 FORMATS = TURBO + tuple(BLOCKS)
-BLOCK_N = 32  # keys per tile
+# Each program holds a [M_PAD, BLOCK_N, D] tile of products (scores, then weighted values): at most
+# TILE_PRODUCTS of them. With 32 keys at D=128 the tile took 255 registers and spilled on sm_80..sm_90
+# (`quantbench compile`); at 4096 products the kernel takes about 100-130 registers.
+TILE_PRODUCTS = 4096
+MIN_BLOCK_N, MAX_BLOCK_N = 8, 32
+
+
+def keys_per_tile(m_pad: int, d: int) -> int:
+    """BLOCK_N: the power of two of keys that keeps the product tile within TILE_PRODUCTS."""
+    fit = max(1, TILE_PRODUCTS // (m_pad * d))
+    return max(MIN_BLOCK_N, min(MAX_BLOCK_N, 1 << (fit.bit_length() - 1)))
 
 
 def _fields(fmt, packed, dummy):
@@ -43,6 +53,8 @@ def attn_decode_triton_native(case):
         raise Unavailable(f"attn_decode/triton/native: head dim {D} is not a power of two (a Triton tile)")
     P = B * case.kv_heads
     M = (H // case.kv_heads) * n
+    M_PAD = max(2, 1 << (M - 1).bit_length())
+    BLOCK_N = keys_per_tile(M_PAD, D)
     device = q.device
     rows = attn_split.query_rows(q, case.kv_heads, fmt)
     limit = attn_split.row_limits(H, case.kv_heads, n, case.ctx, device)
@@ -57,7 +69,7 @@ def attn_decode_triton_native(case):
     l = torch.empty_like(m)
     acc = torch.empty(P, splits, M, D, dtype=torch.float32, device=device)
     dummy = torch.zeros(1, dtype=torch.float16, device=device)
-    meta = dict(M=M, M_PAD=max(2, 1 << (M - 1).bit_length()), D=D, BLOCK_N=BLOCK_N, KIND=kind, GS=g,
+    meta = dict(M=M, M_PAD=M_PAD, D=D, BLOCK_N=BLOCK_N, KIND=kind, GS=g,
                 BITS=getattr(fmt, "bits", 0))
     args = (rows, limit, *_fields(fmt, k, dummy), *_fields(fmt, v, dummy), levels, m, l, acc, case.ctx, chunk, P)
 

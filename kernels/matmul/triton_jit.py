@@ -90,7 +90,9 @@ def int8_q4_0(xq_ptr, xd_ptr, d_ptr, qs_ptr, y_ptr, m, n, k, BM: tl.constexpr, B
         d = tl.load(d_ptr + outs * nb + b, mask=out_ok, other=0.0).to(tl.float32)
         byte = tl.load(qs_ptr + (outs[:, None] * nb + b) * 16 + j[None, :], mask=out_ok[:, None], other=0).to(tl.int32)
         a_lo, a_hi, a_d = _activation_block(xq_ptr, xd_ptr, rows, row_ok, nb, b, j)
-        isum = _dot(a_lo, (byte & 15) - 8) + _dot(a_hi, (byte >> 4) - 8)
+        # sum a (q - 8) = sum a q - 8 sum a: the offset once per row, not per product
+        offset = 8 * tl.sum(a_lo + a_hi, axis=1)
+        isum = _dot(a_lo, byte & 15) + _dot(a_hi, byte >> 4) - offset[:, None]
         acc += isum.to(tl.float32) * (a_d[:, None] * d[None, :])
     _store(y_ptr, acc, rows, outs, row_ok, out_ok, n)
 

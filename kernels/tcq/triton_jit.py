@@ -69,8 +69,9 @@ def greedy_kernel(v_ptr, table_ptr, out_ptr, T: tl.constexpr, KBITS: tl.constexp
     N: tl.constexpr = KBITS * T
     FIRST: tl.constexpr = N - (LBITS - KBITS)  # the stream's last L-k bits are the overlap
     g = tl.program_id(0).to(tl.int64)  # offsets g * T * P can pass 2**31
-    d = tl.load(v_ptr + g * T) - tl.load(table_ptr + tl.arange(0, S))
-    s = tl.argmin(d * d, axis=0).to(tl.int32)
+    # its own name: a loop-carried variable keeps its shape, and the loop's d is [K], this one [S]
+    first = tl.load(v_ptr + g * T) - tl.load(table_ptr + tl.arange(0, S))
+    s = tl.argmin(first * first, axis=0).to(tl.int32)
     tl.store(out_ptr + g * T, s)
     overlap = s >> KBITS
     b = tl.arange(0, K)
