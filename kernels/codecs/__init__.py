@@ -7,5 +7,6 @@
     tcq/numba.py        the TCQ formats' decode, numba
     codecs/blocks_triton.py    block formats in Triton (+ blocks_triton_jit.py)
     codecs/turbo_triton.py     turbo formats in Triton (+ turbo_triton_jit.py)
+    codecs/micro_triton.py     fp8, mxfp8/6/4 and nvfp4 dequantize in Triton (+ micro_triton_jit.py)
     codecs/tcq_cuda.py         TCQ decode in numba-cuda, table in constant or shared memory (+ tcq_cuda_jit.py)
 """
