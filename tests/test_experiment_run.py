@@ -126,6 +126,8 @@ def test_requirements_the_machine_lacks_make_an_experiment_not_runnable(tmp_path
 def test_a_cuda_experiment_is_not_runnable_without_a_gpu(capsys):
     (row,) = run_json(capsys, ["experiment", "run", "EXP-0049", "-o", "json", "--no-store"])
     assert row["verdict"].startswith("not runnable here: needs device = cuda")
+    rows = run_json(capsys, ["landscape", "--results", "absent.jsonl", "-o", "json"])
+    assert next(r for r in rows if r["id"] == "EXP-0049")["result"].startswith("not runnable here: needs device")
 
 
 def test_a_kernel_experiment_times_its_arms_in_the_same_rounds(tmp_path, capsys):

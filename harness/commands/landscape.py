@@ -30,7 +30,7 @@ def run(args) -> int:
     source = Path(args.results) if args.results else results_dir()
     records = results_store.read_records(source) if source.exists() else []
     rows = landscape_rows(records, catalog.find(args.dir))
-    columns = COLUMNS if args.output != "json" else [*COLUMNS, "hypothesis", "kind", "source", "command"]
+    columns = COLUMNS if args.output != "json" else [*COLUMNS, "title", "hypothesis", "kind", "source", "command"]
     if args.output != "json":
         print(f"\nquantbench landscape: {sum(r['result'] != 'not run' for r in rows)} of {len(rows)} experiments "
               f"with verdicts, from {source}\n")

@@ -15,7 +15,8 @@ COLUMNS = ["id", "title / hypothesis", "result", "confidence", "reproductions", 
 
 
 def landscape_rows(records: list[dict], experiments=()) -> list[dict]:
-    """Rows for stored verdicts, plus "not run" rows for the known experiments without one."""
+    """Rows for stored verdicts, plus "not run" (or "not runnable here: ...") rows for the known
+    experiments without one."""
     runs: dict[str, dict[str, dict]] = {}
     for verdict in stored_verdicts(records):
         runs.setdefault(verdict["id"], {})[verdict["independence"]] = verdict  # the latest per key wins
@@ -23,11 +24,21 @@ def landscape_rows(records: list[dict], experiments=()) -> list[dict]:
     for e in experiments:
         if e.id not in runs:
             rows.append({"id": e.id, "title": e.title, "hypothesis": e.hypothesis, "kind": e.kind,
-                         "source": e.source, "result": "not run", "confidence": None, "reproductions": "0/0",
+                         "source": e.source, "result": _not_run(e), "confidence": None, "reproductions": "0/0",
                          "metrics": "", "command": f"quantbench experiment run {e.id}"})
     for row in rows:
         row["title / hypothesis"] = f"{row['title']}: {row['hypothesis']}"
     return sorted(rows, key=lambda r: r["id"])
+
+
+def _not_run(experiment) -> str:
+    """"not run", or why it cannot run here when it needs a CUDA device this machine lacks."""
+    if experiment.requires.get("device") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "not runnable here: needs device = cuda; this machine has no CUDA device"
+    return "not run"
 
 
 def confidence(precision: int, agreeing: int, runs: int) -> int:
@@ -49,9 +60,10 @@ def _row(runs: list[dict]) -> dict:
 def key_metrics(verdict: dict) -> str:
     metric = verdict["metric"]
     base = f"{verdict['baseline']}: {metric} {verdict['baseline_value']:.4g}"
-    bits = verdict["shown"].get(verdict["baseline"], {})
-    if "bits_per_value" in bits and metric != "bits_per_value":
-        base += f" @ {bits['bits_per_value']:.3g} b"
+    shown = verdict["shown"].get(verdict["baseline"], {})
+    bits = "weights_bpw" if "weights_bpw" in shown else "bits_per_value"  # a weights run's KV bits say nothing
+    if bits in shown and metric != bits:
+        base += f" @ {shown[bits]:.3g} {'bpw' if bits == 'weights_bpw' else 'b'}"
     parts = [f"{v['label']} {v['rel_diff']:+.1%} [{v['ci_low']:+.1%}, {v['ci_high']:+.1%}]"
              for v in verdict["variants"]]
     return "; ".join([base, *parts])
