@@ -88,7 +88,9 @@ def test_reproductions_count_independent_runs_once(tmp_path, capsys):
     (row,) = rows
     assert row["result"] == "success" and row["reproductions"] == "3/3 agree" and row["confidence"] == 5
     verdict = [r for r in results.read_records(store) if r["variant"] == "verdict"][-1]
-    assert "--set dim=128" in verdict["command"] and verdict["experiment"]["config"]["dim"] == 128
+    assert shlex.split(verdict["command"]) == ["quantbench", "experiment", "run", "T-FMT", "--dir", str(folder),
+                                               "--set", "dim=128"]
+    assert verdict["experiment"]["config"]["dim"] == 128
 
 
 def test_the_landscape_lists_experiments_without_verdicts_and_renders_markdown(tmp_path, capsys):

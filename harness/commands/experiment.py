@@ -95,11 +95,12 @@ def run_command(args) -> int:
     return 1 if any(r["verdict"].startswith("error") for r in rows) else 0
 
 
-def _reference(ref: str, experiment, args) -> str:
-    """How the stored command names the experiment: its ID when it is found by ID, else its file."""
+def _reference(ref: str, experiment, args) -> tuple[str, ...]:
+    """How the stored command names the experiment: its file when it was given (or found in --dir by
+    --all), else its ID (with the --dir it was found in)."""
     if experiment.path is not None and (ref.endswith(".toml") or args.all and args.dir):
-        return str(experiment.path)
-    return experiment.id if args.dir is None else f"{experiment.id} --dir {args.dir}"
+        return (str(experiment.path),)
+    return (experiment.id,) if args.dir is None else (experiment.id, "--dir", args.dir)
 
 
 def list_command(args) -> int:

@@ -29,11 +29,12 @@ from .stats import decide
 class Task:
     experiment: Experiment
     overrides: dict = field(default_factory=dict)
-    reference: str = ""  # how the command line named the experiment (its file or its ID)
+    reference: tuple[str, ...] = ()  # how the command line names the experiment: its file, or its ID [--dir DIR]
 
     @classmethod
-    def make(cls, experiment: Experiment, overrides: dict | None = None, reference: str = "") -> "Task":
-        return cls(experiment, dict(overrides or {}), reference or experiment.id)
+    def make(cls, experiment: Experiment, overrides: dict | None = None,
+             reference: tuple[str, ...] = ()) -> "Task":
+        return cls(experiment, dict(overrides or {}), tuple(reference) or (experiment.id,))
 
     @property
     def config(self) -> dict:
@@ -41,7 +42,7 @@ class Task:
 
     @property
     def command(self) -> str:
-        args = ["quantbench", "experiment", "run", self.reference]
+        args = ["quantbench", "experiment", "run", *self.reference]
         for key, value in sorted(self.overrides.items()):
             flag = f"--{key}" if key in OVERRIDE_FLAGS else "--set"
             args += [flag, str(value)] if flag != "--set" else [flag, f"{key}={_toml_value(value)}"]
