@@ -22,6 +22,16 @@ def _isolated_results(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTBENCH_PEAK_BYTES", str(8 << 20))
 
 
+@pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test: on a busy 2-core machine small forwards run many
+    times slower with more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     """Markers (registered in pyproject.toml): `cuda` tests need a CUDA device, `cpu_only` tests check
     a machine without one; each is skipped on the other kind of machine. `emulated` tests run on both."""

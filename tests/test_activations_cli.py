@@ -3,19 +3,9 @@ activations, f32 with a rotation ~ the unquantized model, records labelled with 
 import json
 
 import pytest
-import torch
 
 from quantbench.harness import results
 from quantbench.harness.cli import main
-
-
-@pytest.fixture
-def one_thread():
-    # Intra-op threads on a busy 2-core machine make small forwards many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_weights_activations_and_kv_in_one_command(capsys, tmp_path, one_thread):

@@ -2,19 +2,9 @@
 import json
 
 import pytest
-import torch
 
 from quantbench.harness import results
 from quantbench.harness.cli import main
-
-
-@pytest.fixture
-def one_thread():
-    # Intra-op threads on a busy 2-core machine make small forwards many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_quality_cli_is_deterministic_and_orders_formats(capsys, tmp_path, one_thread):

@@ -48,3 +48,12 @@ def independence_key(config: dict, machine: str) -> str:
     """What makes a run an independent reproduction: every setting but the precision ones, and the machine."""
     items = sorted((k, v) for k, v in config.items() if k not in PRECISION_SETTINGS)
     return ";".join(f"{k}={v}" for k, v in items) + f";machine={machine}"
+
+
+def check_arm_settings(experiment, allowed: tuple[str, ...], where: str) -> None:
+    """Each arm sets only the settings its kind lets an arm vary."""
+    for arm in experiment.arms():
+        extra = sorted(set(arm.settings) - set(allowed))
+        if extra:
+            raise ExperimentError(f"{where}: arm {arm.label}: a {experiment.kind} arm sets only "
+                                  f"{', '.join(allowed)}, not {', '.join(extra)}")

@@ -6,7 +6,7 @@ from quantbench.harness.quality.run import as_policy, quality_table
 
 from ..errors import ExperimentError
 from ..measurement import ArmData, Measurement
-from ..settings import checked, groups
+from ..settings import check_arm_settings, checked, groups
 from ..token_metrics import QUALITY_DEFAULTS, arm_data, check_metric, model_facts, quality_call, resolve, shown
 from ..token_metrics import direction as _direction
 from ..token_metrics import statistic as _statistic
@@ -20,11 +20,7 @@ FIXED = ("bits_per_value", "kv_bytes_per_token")
 def validate(experiment, where: str) -> None:
     checked(DEFAULTS, experiment.run, where)
     check_metric(experiment.metric, FIXED, where)
-    for arm in experiment.arms():
-        extra = sorted(set(arm.settings) - set(ARM_SETTINGS))
-        if extra:
-            raise ExperimentError(f"{where}: arm {arm.label}: a kv arm sets only {', '.join(ARM_SETTINGS)}, "
-                                  f"not {', '.join(extra)}")
+    check_arm_settings(experiment, ARM_SETTINGS, where)
 
 
 def facts(config: dict) -> dict:

@@ -11,7 +11,7 @@ from quantbench.harness.weights import GPTQOptions, calibration_tokens, quantize
 
 from ..errors import ExperimentError
 from ..measurement import ArmData, Measurement
-from ..settings import checked
+from ..settings import check_arm_settings, checked
 from ..token_metrics import QUALITY_DEFAULTS, arm_data, check_metric, model_facts, quality_call, resolve, shown
 from ..token_metrics import direction as _direction
 from ..token_metrics import statistic as _statistic
@@ -29,11 +29,8 @@ NONE = "none"  # weights = "none": the model's own weights (an activations-only 
 def validate(experiment, where: str) -> None:
     checked(DEFAULTS, experiment.run, where)
     check_metric(experiment.metric, FIXED, where)
+    check_arm_settings(experiment, ARM_SETTINGS, where)
     for arm in experiment.arms():
-        extra = sorted(set(arm.settings) - set(ARM_SETTINGS))
-        if extra:
-            raise ExperimentError(f"{where}: arm {arm.label}: a weights arm sets only {', '.join(ARM_SETTINGS)}, "
-                                  f"not {', '.join(extra)}")
         method = arm.config(experiment.run).get("method", "rtn")
         if method not in ("rtn", "gptq"):
             raise ExperimentError(f"{where}: arm {arm.label}: method {method!r} (choose rtn or gptq)")
