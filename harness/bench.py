@@ -1,15 +1,18 @@
 """Run variants over cases: validate once against the reference, time, and derive GB/s, % of the
-measured copy bandwidth, arithmetic intensity and speedup against the op's baseline."""
+measured copy bandwidth, arithmetic intensity and speedup against the op's baseline; check the run
+for contention (harness/contention.py), warn, and mark its records."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from quantbench.kernels import formats as formats_registry
 from quantbench.kernels.errors import FormatError, UserError
 from quantbench.kernels.registry import Case, Unavailable, Variant, get_op, variants
 
+from . import contention as contention_check
 from . import results as results_store
+from . import threads
 from .peak import COPY_BYTES, copy_bandwidth
 from .timing import Timing, TimingConfig, time_callable
 
@@ -24,6 +27,7 @@ class BenchResult:
     flops: float = 0.0
     peak_bytes_per_s: float = 0.0
     speedup: float | None = None
+    contention: list[str] = field(default_factory=list)  # the run's reasons to distrust its timings
 
     @property
     def device(self) -> str:
@@ -87,7 +91,8 @@ def run_bench(op: str, pairs: list[tuple[Variant, str]], cases_for=None, config:
     Cases are built and checked, then timed in `config.rounds` rounds, round-robin, each round a
     share of the budget, so that a case's rounds are spread over the run and their spread shows
     the machine's noise (compare gates on it). Cases are built a group at a time, up to
-    ROUND_ROBIN_BYTES of case data, so the large default cases never all live at once."""
+    ROUND_ROBIN_BYTES of case data, so the large default cases never all live at once. Then the run
+    is checked for contention: each reason is printed as a warning and kept on every result."""
     op_obj = get_op(op)
     cases_for = cases_for or op_obj.default_cases
     config = config or TimingConfig()
@@ -110,7 +115,17 @@ def run_bench(op: str, pairs: list[tuple[Variant, str]], cases_for=None, config:
             held += result.bytes
     _time_in_rounds(built, config)
     _fill_speedups(out, op_obj.baseline)
+    timed = [contention_check.Timed(_name(r), r.timing.samples_s, f"{r.case.format}/{r.variant.backend}/"
+                                    f"{r.variant.name}@{r.device}", r.bytes, r.flops) for r in out if r.timing]
+    reasons = contention_check.check_contention(threads.in_use(), timed)
+    contention_check.warn(reasons)
+    for r in out:
+        r.contention = reasons
     return out
+
+
+def _name(result: BenchResult) -> str:
+    return f"{result.case.id}/{result.variant.backend}/{result.variant.name}"
 
 
 def _prepare(op_obj, v: Variant, case: Case, validate: bool) -> tuple[BenchResult, object]:
@@ -145,9 +160,7 @@ def _time_in_rounds(built: list[tuple[BenchResult, object]], config: TimingConfi
     parts: list[list[Timing]] = [[] for _ in built]
     for r in range(rounds):
         for (result, fn), timings in zip(built, parts):
-            case, v = result.case, result.variant
-            name = f"{case.id}/{v.backend}/{v.name}"
-            timings.append(time_callable(fn, case.device, name, share if r == 0 else later))
+            timings.append(time_callable(fn, result.case.device, _name(result), share if r == 0 else later))
     for (result, _), timings in zip(built, parts):
         result.timing = Timing.from_rounds(timings) if rounds > 1 else timings[0]
 
@@ -164,11 +177,12 @@ def _fill_speedups(results: list[BenchResult], baseline: tuple[str, str]) -> Non
 def to_records(results: list[BenchResult]) -> list[dict]:
     records = []
     peaks = {}
+    reasons = next((r.contention for r in results), [])
     for r in results:
         if not r.timing:
             continue
         common = dict(op=r.case.op, format=r.case.format, backend=r.variant.backend, variant=r.variant.name,
-                      case=r.case.shape_id, device=r.device)
+                      case=r.case.shape_id, device=r.device, contention=r.contention)
         records.append(results_store.make_record(metric="time", value=r.timing.median, unit="s",
                                                  direction="lower", samples=r.timing.samples_s,
                                                  rounds=r.timing.rounds, **common))
@@ -180,5 +194,6 @@ def to_records(results: list[BenchResult]) -> list[dict]:
     for device, peak in peaks.items():
         records.append(results_store.make_record(
             op="copy", format="f32", backend="torch", variant="copy", case=f"bytes={2 * COPY_BYTES}",
-            metric="copy_gbps", value=peak / 1e9, unit="GB/s", direction="higher", device=device))
+            metric="copy_gbps", value=peak / 1e9, unit="GB/s", direction="higher", device=device,
+            contention=reasons))
     return records

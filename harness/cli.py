@@ -10,6 +10,7 @@ from quantbench.kernels.registry import Unavailable
 from .commands import command_modules
 from .errors import UserError
 from .results import ResultsError, set_command
+from .threads import set_threads
 
 USER_ERRORS = (UserError, FormatError, ResultsError, Unavailable)
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_command(["quantbench", *argv])
     try:
+        if getattr(args, "threads", None) is not None:  # the measuring commands' --threads (commands/common.py)
+            set_threads(args.threads)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

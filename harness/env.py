@@ -1,4 +1,5 @@
-"""The environment a result was measured in: commit, dirty flag, device, versions, time."""
+"""The environment a result was measured in: commit, dirty flag, device, CPU model and vector
+extensions, versions, thread counts, load average, time."""
 from __future__ import annotations
 
 import datetime
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from . import threads
 
 _PACKAGES = ("torch", "numpy", "numba", "triton", "pandas", "gguf", "numba-cuda", "quantbench")
 
@@ -31,14 +34,42 @@ def commit() -> tuple[str | None, bool]:
     return head, dirty
 
 
-def cpu_name() -> str:
+CPUINFO = Path("/proc/cpuinfo")
+# the vector extensions a kernel's speed depends on, as /proc/cpuinfo names them (x86 "flags", Arm "Features")
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx512vbmi", "avx512_vbmi2", "avx512_bf16", "avx512_fp16",
+                "neon", "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")
+
+
+def _cpuinfo_field(*names: str) -> str | None:
+    """The first processor's value of the first of `names` in /proc/cpuinfo; None without one."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = CPUINFO.read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in names:
+            return value.strip()
+    return None
+
+
+def cpu_name() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector extensions (VECTOR_FLAGS order, AMX's amx_* after them); empty without /proc/cpuinfo."""
+    flags = set((_cpuinfo_field("flags", "Features") or "").split())
+    return [f for f in VECTOR_FLAGS if f in flags] + sorted(f for f in flags if f.startswith("amx"))
+
+
+def load_average() -> float | None:
+    """The 1-minute load average now; None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def device_name(device: str = "cpu") -> str:
@@ -84,7 +115,8 @@ def _static_env(device: str) -> tuple:
         "device": device_name(device),
         "host": platform.node(),
         "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
+        "cpu_model": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "versions": _versions(),
         **_gpu_details(),
     }
@@ -92,6 +124,11 @@ def _static_env(device: str) -> tuple:
 
 
 def environment(device: str = "cpu") -> dict:
+    """The record's environment; thread counts and load average are read now, the rest once."""
     env = dict(_static_env(device))
+    env["threads"] = threads.counts()
+    load = load_average()
+    if load is not None:
+        env["load_avg"] = load
     env["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return env

@@ -3,8 +3,10 @@
 One record per (op, format, backend, variant, case, metric):
     op, format, backend, variant, case, metric, value, unit, direction ("lower"/"higher" is
     better), samples (raw measurements, may be empty), env (commit, dirty, device, versions,
-    time) and command (the command line that reproduces it). Optional: rounds (bench's per-round
-    medians) and experiment (an object: what an experiment's verdict was decided from).
+    time; newer records also cpu_model, cpu_flags, threads and load_avg) and command (the command
+    line that reproduces it). Optional: rounds (bench's per-round medians), contention (the reasons
+    harness/contention.py found to distrust the run's timings; empty when none) and experiment (an
+    object: what an experiment's verdict was decided from).
 
 Records are JSON lines under `results/` (one file per commit: `results/<commit12>[-dirty].jsonl`,
 or the path given). Appends are atomic: the new file is written beside the old one, fsynced, and
@@ -51,9 +53,10 @@ def current_command() -> str:
 
 def make_record(op: str, format: str, backend: str, variant: str, case: str, metric: str,
                 value: float, unit: str, direction: str, samples=(), env: dict | None = None,
-                command: str | None = None, device: str = "cpu", rounds=()) -> dict:
+                command: str | None = None, device: str = "cpu", rounds=(), contention=None) -> dict:
     """One record. `rounds` (optional field): the medians of the rounds the samples were taken in,
-    spread over the whole run (bench); compare tests between-run noise on them."""
+    spread over the whole run (bench); compare tests between-run noise on them. `contention`
+    (optional field, kept when not None): the reasons to distrust the run's timings."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
     value = float(value)
@@ -68,6 +71,8 @@ def make_record(op: str, format: str, backend: str, variant: str, case: str, met
     }
     if len(rounds):
         record["rounds"] = [float(r) for r in rounds]
+    if contention is not None:
+        record["contention"] = list(contention)
     return record
 
 
@@ -100,8 +105,31 @@ def validate(record: dict, where: str = "record") -> None:
         raise ResultsError(f"{where}: field rounds: expected a list of finite numbers, got {rounds!r:.80}")
     if not isinstance(record["env"], dict):
         raise ResultsError(f"{where}: field env: expected an object, got {record['env']!r:.80}")
+    _validate_env(record["env"], where)
+    contention = record.get("contention", [])
+    if not isinstance(contention, list) or not all(isinstance(c, str) for c in contention):
+        raise ResultsError(f"{where}: field contention: expected a list of strings, got {contention!r:.80}")
     if not isinstance(record.get("experiment", {}), dict):
         raise ResultsError(f"{where}: field experiment: expected an object, got {record['experiment']!r:.80}")
+
+
+def _validate_env(env: dict, where: str) -> None:
+    """The env fields newer records carry (older ones lack them): each with its type when present."""
+    if not isinstance(env.get("cpu_model", ""), str):
+        raise ResultsError(f"{where}: field env.cpu_model: expected a string, got {env['cpu_model']!r:.80}")
+    flags = env.get("cpu_flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise ResultsError(f"{where}: field env.cpu_flags: expected a list of strings, got {flags!r:.80}")
+    counts = env.get("threads", {})
+    if not isinstance(counts, dict) or not all(_count(n) for n in counts.values()):
+        raise ResultsError(f"{where}: field env.threads: expected an object of counts of at least 1, "
+                           f"got {counts!r:.80}")
+    if "load_avg" in env and not (_finite_number(env["load_avg"]) and env["load_avg"] >= 0):
+        raise ResultsError(f"{where}: field env.load_avg: expected a number of at least 0, got {env['load_avg']!r:.80}")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _finite_number(value) -> bool:

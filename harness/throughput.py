@@ -1,8 +1,8 @@
 """Model throughput, llama-bench style: prefill tokens/s (pp<p>) and decode tokens/s (tg<n>) at a
 context depth, per KV policy, batch 1; decode eager and, on a GPU, replayed from a CUDA graph.
-The share of decode (and prefill) time spent in attention versus the weight matmuls is measured
-in an instrumented run that times each attention call (cache write = encode, then the backend:
-decode + SDPA) and each matmul separately; the rest is norms, RoPE, activations, embedding.
+Where decode (and prefill) time goes is measured in an instrumented run that times each cache write
+(encoding K and V), each attention call (the backend: decode + SDPA, or a native kernel) and each
+weight matmul separately; the rest is norms, RoPE, activations, embedding and Python.
 """
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from .timing import Timing, capture_graph
 PREFILL_CHUNK = 512  # depth is prefilled in chunks of this many tokens (bounded attention masks)
 NO_CUDA = "unavailable: no CUDA device"
 
-COLUMNS = ["kv", "attn", "bits/value", "test", "depth", "tok/s", "p10", "p90", "noise %", "graph tok/s", "attn %",
-           "matmul %"]
+COLUMNS = ["kv", "attn", "bits/value", "test", "depth", "tok/s", "p10", "p90", "noise %", "graph tok/s", "write %",
+           "attn %", "matmul %", "rest %"]
+SECTIONS = ("cache_write", "attention", "matmul")
 
 
 @dataclass
@@ -35,7 +36,7 @@ class ThroughputRow:
     depth: int
     timing: Timing  # seconds per run of `tokens` tokens
     graph: Timing | str | None = None  # decode from a CUDA graph, or why not
-    shares: dict[str, float] = field(default_factory=dict)  # "attention"/"matmul" -> fraction
+    shares: dict[str, float] = field(default_factory=dict)  # SECTIONS -> fraction of the instrumented run
     weights: str = ""  # quantized weights spec, if any (harness/weights)
     matmul: str = ""  # how the quantized weights are multiplied
     attn: str = "dequant_sdpa"  # the attention backend it ran with
@@ -59,9 +60,15 @@ class ThroughputRow:
         return {"kv": self.kv, "weights": self.weights, "matmul": self.matmul,
                 "attn": self.attn, "bits/value": round(self.bits_per_value, 3), "test": self.test, "depth": self.depth,
                 "tok/s": round(rate.median, 2), "p10": round(rate.p10, 2), "p90": round(rate.p90, 2),
-                "noise %": round(100 * rate.noise, 1), "graph tok/s": graph,
-                "attn %": round(100 * self.shares["attention"], 1) if self.shares else None,
-                "matmul %": round(100 * self.shares["matmul"], 1) if self.shares else None}
+                "noise %": round(100 * rate.noise, 1), "graph tok/s": graph, **self.share_columns()}
+
+    def share_columns(self) -> dict:
+        if not self.shares:
+            return {"write %": None, "attn %": None, "matmul %": None, "rest %": None}
+        parts = {"write %": self.shares["cache_write"], "attn %": self.shares["attention"],
+                 "matmul %": self.shares["matmul"]}
+        parts["rest %"] = 1.0 - sum(parts.values())
+        return {name: round(100 * share, 1) for name, share in parts.items()}
 
 
 class SectionTimer:
@@ -174,7 +181,7 @@ def _time_runs(model: Model, run, repetitions: int, instrument: bool = True):
         run(timer)
         _sync(device)
         total = time.perf_counter() - start
-        shares = {name: timer.totals[name] / total for name in ("attention", "matmul")}
+        shares = {name: timer.totals[name] / total for name in SECTIONS}
     return Timing(samples, "cuda-wall" if device.type == "cuda" else "cpu"), shares
 
 
@@ -198,7 +205,10 @@ def to_records(rows: list[ThroughputRow], device: str = "cpu") -> list[dict]:
             records.append(make_record(variant=f"{attn_variant}+cuda-graph", metric=metric,
                                        value=Timing(r.tok_s(r.graph)).median, unit="tok/s", direction="higher",
                                        samples=r.tok_s(r.graph), **common))
-        if r.shares:
-            records.append(make_record(variant=attn_variant, metric="attn_share", value=100 * r.shares["attention"],
+        if r.shares:  # attn_share: writing and reading the cache, as in earlier records
+            attention = r.shares["cache_write"] + r.shares["attention"]
+            records.append(make_record(variant=attn_variant, metric="attn_share", value=100 * attention,
                                        unit="%", direction="lower", **common))
+            records.append(make_record(variant=attn_variant, metric="cache_write_share",
+                                       value=100 * r.shares["cache_write"], unit="%", direction="lower", **common))
     return records

@@ -22,11 +22,13 @@ def model():
 
 
 def test_backends_registered():
-    assert {"dequant_sdpa", "native", "sparse_v"} <= set(attention_names())
+    assert {"dequant_sdpa", "native", "sparse_v", "auto"} <= set(attention_names())
 
 
-@pytest.mark.parametrize("attn", ["native", "sparse_v"])
-@pytest.mark.parametrize("kv", ["q8_0", "q4_1", "q4_0_rot", "turbo3", "turbo4"])
+@pytest.mark.parametrize(("kv", "attn"), [(kv, attn) for attn in ("native", "sparse_v")
+                                          for kv in ("q8_0", "q4_1", "q4_0_rot", "turbo3", "turbo4")]
+                         + [("turbo2_tcq", "native"), ("turbo3_tcq", "native"), ("q8_0", "auto"),
+                            ("turbo3", "auto"), ("turbo3_tcq", "auto")])
 def test_every_call_within_tolerance_and_logits_match(model, kv, attn):
     """Prefill (causal mask) then three decode steps, each attention call checked against float64."""
     backend = get_attention(attn)
@@ -53,11 +55,27 @@ def test_every_call_within_tolerance_and_logits_match(model, kv, attn):
         torch.testing.assert_close(got, expected)  # float32 defaults: rtol 1.3e-6, atol 1e-5
 
 
-@pytest.mark.parametrize("kv", [None, "f16", "turbo2_tcq", "k=q8_0,v=turbo3"])
-def test_fallback_to_dequant_sdpa(model, kv):
-    """Unquantized stores, formats without a native kernel, and mixed K/V formats run dequant_sdpa."""
+@pytest.mark.parametrize(("kv", "attn"), [(None, "native"), ("f16", "native"), ("k=q8_0,v=turbo3", "native"),
+                                          ("turbo2_tcq", "sparse_v")])
+def test_fallback_to_dequant_sdpa(model, kv, attn):
+    """Unquantized stores, formats without a kernel for the backend, and mixed K/V formats run dequant_sdpa."""
     want = model.logits(TOKENS[:, :12], kv=kv, attn="dequant_sdpa")
-    assert torch.equal(model.logits(TOKENS[:, :12], kv=kv, attn="native"), want)
+    assert torch.equal(model.logits(TOKENS[:, :12], kv=kv, attn=attn), want)
+
+
+@pytest.mark.parametrize(("kv", "decode_backend"), [("q8_0", "dequant_sdpa"), ("q4_0_rot", "native"),
+                                                    ("turbo3", "native"), ("turbo2_tcq", "native")])
+def test_auto_runs_native_for_decode_on_rotated_formats_only(model, kv, decode_backend):
+    cache = model.new_cache(1, 16, kv, "dequant_sdpa")
+    model.forward(TOKENS[:, :12], cache, 0)
+    k_store, v_store = cache.layers[1]
+    gen = torch.Generator().manual_seed(2)
+    one, many = torch.randn(1, 6, 1, 64, generator=gen), torch.randn(1, 6, 4, 64, generator=gen)
+    prefill_mask = torch.arange(12)[None, :] <= torch.arange(8, 12)[:, None]
+    auto, decode = get_attention("auto"), get_attention(decode_backend)
+    assert torch.equal(auto(one, k_store, v_store, 12, None), decode(one, k_store, v_store, 12, None))
+    prefill = auto(many, k_store, v_store, 12, prefill_mask)
+    assert torch.equal(prefill, dequant_sdpa(many, k_store, v_store, 12, prefill_mask))
 
 
 def test_non_prefix_mask_falls_back(model):

@@ -1,5 +1,6 @@
 """The Ray engine against the local one: a local 2-CPU cluster runs the same two experiments and
-the driver stores the same records (all but the time they were made, and the worker's thread count)."""
+the driver stores the same records (all but the time they were made, the load average then, and the
+worker's thread counts)."""
 import pytest
 import torch
 
@@ -40,7 +41,7 @@ device = "cpu"
 
 
 def comparable(record: dict) -> dict:
-    env = {k: v for k, v in record["env"].items() if k not in ("time", "torch_threads")}
+    env = {k: v for k, v in record["env"].items() if k not in ("time", "load_avg", "threads")}
     return {**record, "env": env}
 
 

@@ -29,17 +29,19 @@ def test_throughput_command(config_file, capsys):
         (kv, t, d) for kv in ("none", "f16", "bf16,last1=f16") for t in ("pp8", "tg4") for d in (0, 4)}
     for r in rows:
         assert r["tok/s"] > 0 and r["p10"] <= r["tok/s"] <= r["p90"]
-        assert 0 < r["attn %"] < 100 and 0 < r["matmul %"] < 100 and r["attn %"] + r["matmul %"] < 100
+        assert 0 < r["attn %"] < 100 and 0 < r["matmul %"] < 100 and 0 < r["write %"] < 100
+        assert abs(r["write %"] + r["attn %"] + r["matmul %"] + r["rest %"] - 100) < 0.5
         if r["test"].startswith("tg") and not torch.cuda.is_available():
             assert r["graph tok/s"] == "unavailable: no CUDA device"
     assert [r["bits/value"] for r in rows if r["kv"] == "f16"][0] == 16
     stored = results.read_records(results.results_dir())
     assert {(r["op"], r["metric"], r["direction"]) for r in stored} == {
         ("prefill", "prefill_tok_s", "higher"), ("decode", "decode_tok_s", "higher"),
-        ("prefill", "attn_share", "lower"), ("decode", "attn_share", "lower")}
+        ("prefill", "attn_share", "lower"), ("decode", "attn_share", "lower"),
+        ("prefill", "cache_write_share", "lower"), ("decode", "cache_write_share", "lower")}
     decode = [r for r in stored if r["op"] == "decode" and r["format"] == "bf16,last1=f16" and r["case"] == "n4,d4"]
-    assert {r["metric"] for r in decode} == {"decode_tok_s", "attn_share"}
-    assert all(r["backend"] == "torch" and r["variant"] == "dequant_sdpa" for r in decode)
+    assert {r["metric"] for r in decode} == {"decode_tok_s", "attn_share", "cache_write_share"}
+    assert all(r["backend"] == "torch" and r["variant"] == "auto" for r in decode)
     assert len(next(r for r in decode if r["metric"] == "decode_tok_s")["samples"]) == 2
 
 
@@ -49,7 +51,7 @@ def test_shares_come_from_timed_sections():
     steps = torch.randint(CONFIG.vocab_size, (1, 6))
     timing, shares = throughput.time_decode(model, cache, steps, 0, repetitions=2)
     assert len(timing.samples_s) == 2 and all(s > 0 for s in timing.samples_s)
-    assert set(shares) == {"attention", "matmul"} and 0 < sum(shares.values()) < 1
+    assert set(shares) == {"cache_write", "attention", "matmul"} and 0 < sum(shares.values()) < 1
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -49,3 +49,27 @@ def _short_throughput(real):
 def test_unknown_part_is_named(capsys):
     assert main(["run", "--parts", "formats,nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
+
+
+def test_table_output_folds_unavailable_variants_and_ends_with_a_summary(small_run, capsys, monkeypatch):
+    monkeypatch.setattr(run_command.throughput, "run_throughput",
+                        _short_throughput(run_command.throughput.run_throughput))
+    assert main(["run", "--budget", "0.01", "--parts", "kernels,quality,throughput", "--no-store"]) == 0
+    out = capsys.readouterr().out
+    kernel_table = out[out.index("Kernels: dequantize"):out.index("KV-cache quality")]
+    unavailable = [v for v in registry.variants(op="dequantize", format="q4_0") if v.availability()]
+    if unavailable:  # e.g. triton and cuda without a GPU: one line per backend, no rows
+        assert "unavailable here:" in kernel_table
+        assert "| unavailable" not in kernel_table
+    summary = out[out.index("What this run found"):]
+    assert "Pareto front" in summary and "Fastest variant per op and format" in summary
+    assert "dequantize: q4_0 " in summary
+    assert "Where decode time goes:" in summary and "turbo3 tg2 at depth 0" in summary
+
+
+def test_full_shows_a_row_per_unavailable_variant(small_run, capsys):
+    assert main(["run", "--budget", "0.01", "--parts", "kernels", "--full", "--no-store"]) == 0
+    out = capsys.readouterr().out
+    assert "unavailable here:" not in out
+    unavailable = [v for v in registry.variants(op="dequantize", format="q4_0") if v.availability()]
+    assert out.count("| unavailable") == len(unavailable)  # one case each

@@ -29,6 +29,14 @@ def good_record(**change):
     ({"op": 7}, "field op"),
     ({"rounds": ["x"]}, "field rounds"),
     ({"direction": "sideways"}, "field direction"),
+    ({"contention": "busy"}, "field contention"),
+    ({"contention": [3]}, "field contention"),
+    ({"env": {"cpu_model": 5}}, "field env.cpu_model"),
+    ({"env": {"cpu_flags": "avx2"}}, "field env.cpu_flags"),
+    ({"env": {"threads": {"torch": 0}}}, "field env.threads"),
+    ({"env": {"threads": 2}}, "field env.threads"),
+    ({"env": {"load_avg": "high"}}, "field env.load_avg"),
+    ({"env": {"load_avg": -1.0}}, "field env.load_avg"),
 ])
 def test_malformed_records_are_named_with_file_line_and_field(tmp_path, capsys, change, field):
     path = tmp_path / "r.jsonl"
@@ -37,6 +45,13 @@ def test_malformed_records_are_named_with_file_line_and_field(tmp_path, capsys, 
         results.read_records(path)
     assert main(["compare", str(path), str(path)]) == 2
     assert f"{path}:2: {field}" in capsys.readouterr().err
+
+
+def test_records_without_the_newer_fields_and_with_them_are_accepted():
+    results.validate(good_record())  # an older record: no contention, no cpu or thread fields in env
+    results.validate(good_record(contention=["load 2.9 on 2 cores"], env={
+        "cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "avx512f"], "threads": {"torch": 1, "numba": 2, "cores": 2},
+        "load_avg": 0.5}))
 
 
 def test_append_through_a_symlink_grows_its_target(tmp_path):

@@ -15,11 +15,18 @@ def add_output_option(parser) -> None:
                         help="output format (llama-bench's convention): table, md, csv or json")
 
 
-def add_store_options(parser) -> None:
+def add_store_options(parser, threads: bool = True) -> None:
+    """The options of every command that measures and stores records: where the records go and, unless
+    `threads` is False (a command whose work runs in another process, or times nothing), `--threads`,
+    which the CLI applies before the command runs (harness/threads.set_threads)."""
     parser.add_argument("--results", metavar="PATH", default=None,
                         help="results file to append records to (default: results/<commit>.jsonl; "
                              "$QUANTBENCH_RESULTS sets the folder)")
     parser.add_argument("--no-store", action="store_true", help="print only; store no records")
+    if threads:
+        parser.add_argument("-t", "--threads", type=positive_int, default=None, metavar="N",
+                            help="CPU threads of torch and numba kernels alike (default: their own, the CPU "
+                                 "count); numba's limit is NUMBA_NUM_THREADS; recorded in each record's env")
 
 
 def split_list(text: str | None) -> list[str] | None:

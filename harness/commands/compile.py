@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--op", default="all", help="comma-separated ops, or all (default)")
     p.add_argument("--backend", default="all", help="comma-separated backends (triton, cuda), or all (default)")
     add_output_option(p)
-    add_store_options(p)
+    add_store_options(p, threads=False)
     p.set_defaults(func=run)
 
 

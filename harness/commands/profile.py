@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--calls", type=positive_int, default=3, help="calls inside the profiled range (default 3)")
     p.add_argument("--dry-run", action="store_true", help="print the commands (to paste on a GPU machine); run nothing")
     add_output_option(p)
-    add_store_options(p)
+    add_store_options(p, threads=False)
     p.set_defaults(func=run)
 
 

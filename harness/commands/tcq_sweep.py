@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from quantbench.harness import trellis_sweep
+from quantbench.harness import threads, trellis_sweep
 from quantbench.harness.errors import UserError
 from quantbench.kernels.formats import FormatError
 from quantbench.kernels.formats.turbo_tcq import MAX_TRAINED_L
@@ -75,8 +75,8 @@ def run(args) -> int:
             rows = trellis_sweep.speed_rows(bits, _ints(args.speed_L, "--speed-L"), encoders, backends,
                                             args.dim, args.budget)
             emit(rows, trellis_sweep.SPEED_COLUMNS, args,
-                 f"TCQ throughput on this CPU, groups of {args.dim} (tcq_encode: the search alone; "
-                 "dequantize: the whole format decode)")
+                 f"TCQ throughput on this CPU, groups of {args.dim}, {threads.describe()} (tcq_encode: the "
+                 "search alone; dequantize: the whole format decode)")
             store(trellis_sweep.speed_records(rows, args.dim), args)
     except FormatError as exc:
         raise UserError(str(exc)) from None

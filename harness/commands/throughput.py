@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from quantbench.harness import throughput
+from quantbench.harness import contention, threads, throughput
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model, parse_kv_policy
 from quantbench.harness.model.attention import attention_names, get_attention
@@ -30,14 +30,14 @@ def add_parser(sub) -> None:
                    help="KV policies, comma-separated: f16,q8_0,turbo3 (layer-adaptive items such as "
                         "'turbo3,first4=q8_0' attach to the policy before them; ';' separates explicitly; "
                         "'none' is the unquantized cache); default f16")
-    p.add_argument("--attn", default="dequant_sdpa",
-                   help=f"attention backends, comma-separated ({', '.join(attention_names())})")
+    p.add_argument("--attn", default="auto",
+                   help=f"attention backends, comma-separated ({', '.join(attention_names())}); default auto: "
+                        "native for decode steps on rotated formats, dequant_sdpa otherwise")
     p.add_argument("-p", "--n-prompt", default="512", help="prompt tokens (comma list; 0 skips prefill); default 512")
     p.add_argument("-n", "--n-gen", default="128", help="generated tokens (comma list; 0 skips decode); default 128")
     p.add_argument("-d", "--depth", default="0", help="context depth before the test (comma list); default 0")
     p.add_argument("-r", "--repetitions", type=int, default=5, help="timed repetitions per test (default 5)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="weight and activation dtype")
     p.add_argument("--no-graph", action="store_true", help="skip the CUDA-graph decode column")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tokens (and random weights)")
@@ -65,10 +65,6 @@ def run(args) -> int:
     device = resolve_device(args.device)
     if args.repetitions < 1:
         raise UserError("-r must be at least 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError("-t must be at least 1")
-        torch.set_num_threads(args.threads)
     n_prompt, n_gen = int_list(args.n_prompt, "-p"), int_list(args.n_gen, "-n")
     depths = int_list(args.depth, "-d")
     dtype = DTYPES[args.dtype]
@@ -95,7 +91,9 @@ def run(args) -> int:
     columns = throughput.COLUMNS if not args.weights else ["kv", "weights", "matmul", *throughput.COLUMNS[1:]]
     emit([r.row() for r in rows], columns, args,
          f"{c.name or c.arch} ({c.n_params / 1e6:.0f}M params, {args.dtype}) on {device}, batch 1, "
-         f"{torch.get_num_threads()} threads, attention {args.attn}, {args.repetitions} repetitions; "
+         f"{threads.describe()}, attention {args.attn}, {args.repetitions} repetitions; "
          "tok/s = median, p10/p90 over repetitions")
-    store(throughput.to_records(rows, device), args)
+    records = throughput.to_records(rows, device)
+    contention.flag(records)
+    store(records, args)
     return 0

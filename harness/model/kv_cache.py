@@ -4,11 +4,15 @@ Storage is position-major, [max_len, batch, kv_heads, head_dim] per layer and si
 keep those leading dimensions), so a prefix of positions is one contiguous slice. Writes go
 through the format's encoder and reads through its decoder: attention sees exactly what a
 quantized cache would hold, including for the chunk being written (as llama.cpp does).
+Where the device has a fast codec for the format (kernels/codecs/cache_codecs.py: numba on the
+CPU), writes encode straight into the stored tensors and reads decode with it; it gives the
+torch code's bytes and values bit for bit, so only the time changes.
 """
 from __future__ import annotations
 
 import torch
 
+from quantbench.kernels.codecs.cache_codecs import fast_codec
 from quantbench.kernels.formats import Format, FormatError, Packed
 
 from .attention import get_attention
@@ -37,14 +41,17 @@ def cache_problem(fmt: Format, head_dim: int) -> str | None:
 
 
 class KVStore:
-    """One layer's keys or values. `fmt` None stores them unquantized in `dtype`."""
+    """One layer's keys or values. `fmt` None stores them unquantized in `dtype`. `fast` False keeps
+    writes and reads on the format's torch code (the reference the fast codecs are tested against)."""
 
     def __init__(self, fmt: Format | None, max_len: int, batch: int, n_kv_heads: int, head_dim: int,
-                 device, dtype: torch.dtype):
+                 device, dtype: torch.dtype, fast: bool = True):
         self.format = fmt
         self.max_len = max_len
         self.rows = (batch, n_kv_heads)
         self.head_dim = head_dim
+        codec = fast_codec(fmt, head_dim, torch.device(device).type) if fmt is not None and fast else None
+        self.codec = None
         if fmt is None:
             self.fields = {"values": torch.zeros(max_len, batch, n_kv_heads, head_dim, device=device, dtype=dtype)}
             return
@@ -57,6 +64,7 @@ class KVStore:
             raise FormatError(f"{fmt.spec}: {reason}")
         self.fields = {name: tensor[:1].expand(max_len, *tensor.shape[1:]).clone()
                        for name, tensor in packed.fields.items()}
+        self.codec = codec.bind(self.fields) if codec is not None else None
 
     @property
     def nbytes(self) -> int:
@@ -69,6 +77,9 @@ class KVStore:
         """
         if self.format is None:
             new = {"values": x}
+        elif self.codec is not None and self.codec.encode is not None and not isinstance(start, torch.Tensor):
+            self.codec.encode(x.to(torch.float32).contiguous(), start)
+            return
         else:
             # The format's own input check reads a value back to the host (NaN test), which would
             # stall every layer and break CUDA-graph capture; the cache validated the shape already.
@@ -85,6 +96,10 @@ class KVStore:
         """Positions 0..length-1, decoded: [length, batch, kv_heads, head_dim]."""
         if self.format is None:
             return self.fields["values"][:length].to(dtype)
+        if self.codec is not None and self.codec.decode is not None:
+            out = torch.empty(length, *self.rows, self.head_dim, dtype=torch.float32)
+            self.codec.decode(length, out)
+            return out.to(dtype)
         return self.format.decode(self.packed(length), dtype)
 
     def packed(self, length: int) -> Packed | None:
@@ -99,7 +114,7 @@ class KVCache:
     """Every layer's K and V stores plus the attention backend that reads them."""
 
     def __init__(self, config, batch: int, max_len: int, kv: KVPolicy | None = None,
-                 attn: str = "dequant_sdpa", device="cpu", dtype: torch.dtype = torch.float32):
+                 attn: str = "dequant_sdpa", device="cpu", dtype: torch.dtype = torch.float32, fast: bool = True):
         if max_len > config.max_seq_len:
             raise ContextLengthError(f"KV cache of {max_len} positions is longer than the model's context "
                                      f"({config.max_seq_len})")
@@ -120,7 +135,7 @@ class KVCache:
                 if kv is not None:
                     spec = kv.format_for(layer, side)
                     fmt = formats_seen.setdefault(spec, kv.format(layer, side))
-                pair.append(KVStore(fmt, *shape, device=device, dtype=dtype))
+                pair.append(KVStore(fmt, *shape, device=device, dtype=dtype, fast=fast))
             self.layers.append(tuple(pair))
 
     @property

@@ -102,7 +102,8 @@ class Transformer(nn.Module):
 
         `start_pos` as an int reads only the filled cache prefix; as a 0-dim device tensor it
         reads the whole cache under a mask (static shapes for CUDA-graph capture).
-        `sections`, if given, has `.section(name)` context managers timing "attention" and "matmul".
+        `sections`, if given, has `.section(name)` context managers timing "cache_write" (encoding K and V
+        into the cache), "attention" (reading it) and "matmul".
         `last_only` computes logits for the last position only (prefill as llama.cpp benchmarks it).
         """
         c = self.config
@@ -134,9 +135,10 @@ class Transformer(nn.Module):
                 q = rms_norm(q, self._p(i, "q_norm"), c.norm_eps)
                 k = rms_norm(k, self._p(i, "k_norm"), c.norm_eps)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-            with timed("attention"):
+            with timed("cache_write"):
                 k_store.write(k.transpose(0, 1), start_pos)
                 v_store.write(v.transpose(0, 1), start_pos)
+            with timed("attention"):
                 out = cache.attend(q.transpose(1, 2), k_store, v_store, length, mask)
             out = out.transpose(1, 2).reshape(batch, n, q_size)
             with timed("matmul"):

@@ -56,7 +56,7 @@ class Model:
                 sections=None, last_only: bool = False) -> torch.Tensor:
         """Logits [batch, n (or 1 if last_only), vocab] for tokens [batch, n] at start_pos.., filling the cache.
 
-        `sections` (an object with `.section(name)` context managers) times "attention" and "matmul".
+        `sections` (an object with `.section(name)` context managers) times "cache_write", "attention" and "matmul".
         """
         tokens = self._check_tokens(tokens)
         if tokens.shape[0] != cache.batch:

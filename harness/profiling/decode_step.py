@@ -1,6 +1,6 @@
 """A model's decode step profiled whole (`quantbench throughput --profile torch|nvtx|nsys`): one step at
-the given depth inside a `decode_step` NVTX range (and torch `record_function`), its attention and
-weight-matmul sections each in a range of their own, so nsys's kernel time per range gives the
+the given depth inside a `decode_step` NVTX range (and torch `record_function`), its cache write,
+attention and weight-matmul sections each in a range of their own, so nsys's kernel time per range gives the
 attention versus GEMV share of the step (seed 001 EXP-0047)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from quantbench.harness.nvtx_ranges import nvtx_range
 
 STEP_RANGE = "decode_step"
-SECTION_RANGES = ("attention", "matmul")
+SECTION_RANGES = ("cache_write", "attention", "matmul")
 
 
 class RangedSections:

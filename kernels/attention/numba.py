@@ -7,7 +7,8 @@ R = batch * kv_heads and Q = group * n: the query heads sharing a KV head read i
 
 native: the context is cut into splits; prange runs over (R, split). Each task walks its split
 in tiles of TILE positions: scores of the tile for all Q queries, one online-softmax rescale per
-tile, then the value rows weighted into a [Q, W] accumulator. The partial (max, sum, accumulator)
+tile (the tile's exponentials vectorized: kernels/common/numba_exp.py), then the value rows
+weighted into a [Q, W] accumulator. The partial (max, sum, accumulator)
 triples are merged exactly afterwards (flash-decoding: out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s).
 
 sparse_v: two passes. Scores of every position go to a [R, Q, ctx] buffer with each split's max and
@@ -31,6 +32,7 @@ from quantbench.kernels.attention.layout import is_native, native_plan, qjl_coef
 from quantbench.kernels.attention.numba_rows import SPREAD, decode_row
 from quantbench.kernels.attention.spec import attn_shape, causal_limits
 from quantbench.kernels.attention.torch import ATTN_OPS, SPARSE_V_THRESHOLD, SparseVRun
+from quantbench.kernels.common.numba_exp import exp_shifted
 from quantbench.kernels.registry import variant
 
 TILE = 32
@@ -54,7 +56,9 @@ def flash_partials(kind, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim,
         seen = np.empty(Q, np.int64)
         for qi in range(Q):
             seen[qi] = limits[qi % n]
-        scores = np.empty((TILE, Q), np.float32)
+        scores = np.empty((Q, TILE), np.float32)  # per query, the tile's scores, then their exponentials
+        exponent = np.empty(TILE, np.int32)
+        bits_view = exponent.view(np.float32)
         m = np.full(Q, -np.inf, np.float32)
         l = np.zeros(Q, np.float32)
         acc = np.zeros((Q, W), np.float32)
@@ -67,16 +71,15 @@ def flash_partials(kind, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim,
                         s = np.float32(0.0)
                         for i in range(W):
                             s += qx[r, qi, i] * row[i]
-                        scores[pos - t0, qi] = s
+                        scores[qi, pos - t0] = s
                     else:
-                        scores[pos - t0, qi] = -np.inf
+                        scores[qi, pos - t0] = -np.inf
             for qi in range(Q):
                 top = m[qi]
                 for t in range(t1 - t0):
-                    top = max(top, scores[t, qi])
+                    top = max(top, scores[qi, t])
                 if top == -np.inf:
-                    for t in range(t1 - t0):
-                        scores[t, qi] = 0.0
+                    scores[qi, :t1 - t0] = 0.0
                     continue
                 if top > m[qi]:
                     alpha = np.float32(math.exp(m[qi] - top))
@@ -84,14 +87,11 @@ def flash_partials(kind, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim,
                     for i in range(W):
                         acc[qi, i] *= alpha
                     m[qi] = top
-                for t in range(t1 - t0):
-                    p = np.float32(math.exp(scores[t, qi] - top))
-                    scores[t, qi] = p
-                    l[qi] += p
+                l[qi] += exp_shifted(scores[qi], t1 - t0, top, exponent, bits_view, scores[qi])
             for pos in range(t0, t1):
                 decode_row(kind, vc, ve, vs1, vs2, pos, r, dim, bits, cg, codebook, qjl_coef, spread, row)
                 for qi in range(Q):
-                    p = scores[pos - t0, qi]
+                    p = scores[qi, pos - t0]
                     if p != 0.0:
                         for i in range(W):
                             acc[qi, i] += p * row[i]
@@ -201,23 +201,32 @@ def split_size(ctx: int, rows: int) -> int:
 
 class NativeCache:
     """A packed K/V pair (one format) made ready for the kernels: plan, row views, and `limits`:
-    query token i sees positions 0 .. limits[i]-1. Build it once per cache and query shape."""
+    query token i sees positions 0 .. limits[i]-1. Build it once per cache and query shape;
+    `prefix` views its first positions for another query shape at no copy (the model's cache)."""
 
     def __init__(self, fmt, pk, pv, limits):
-        ctx, batch, kv_heads, dim = pk.shape
         if tuple(pv.shape) != tuple(pk.shape):
             raise ValueError(f"native attention: K {tuple(pk.shape)} and V {tuple(pv.shape)} differ in shape")
-        self.plan = native_plan(fmt, dim)
-        self.k = self.plan.rows(pk)
-        self.v = self.plan.rows(pv)
-        self.shape = (ctx, batch, kv_heads, dim)
+        plan = native_plan(fmt, pk.shape[-1])
+        self._setup(plan, plan.rows(pk), plan.rows(pv), tuple(pk.shape), limits)
+
+    def prefix(self, length: int, limits) -> NativeCache:
+        """Positions 0..length-1 read by queries with these limits (views of the same rows)."""
+        view = object.__new__(NativeCache)
+        view._setup(self.plan, tuple(a[:length] for a in self.k), tuple(a[:length] for a in self.v),
+                    (length, *self.shape[1:]), limits)
+        return view
+
+    def _setup(self, plan, k_rows, v_rows, shape, limits):
+        ctx, batch, kv_heads, dim = shape
+        self.plan, self.k, self.v, self.shape = plan, k_rows, v_rows, shape
         self.limits = np.asarray(limits, dtype=np.int64)
         self.n = len(self.limits)
         if self.n == 0 or self.limits.min() < 1 or self.limits.max() > ctx:
             raise ValueError(f"native attention: query limits {self.limits.tolist()} outside 1..{ctx}")
         self.split = split_size(ctx, batch * kv_heads)
         self.splits = -(-ctx // self.split)
-        p = self.plan
+        p = plan
         self.consts = (p.dim, p.bits, p.code_group or 32, p.codebook if p.codebook.size else np.zeros(1, np.float32),
                        qjl_coefficient(p), SPREAD)
 

@@ -22,6 +22,7 @@ import torch
 from numba import njit, prange
 
 from quantbench.kernels.attention import split as attn_split
+from quantbench.kernels.attention.spec import causal_limits
 from quantbench.kernels.common.numba_f16 import f16_bits_to_f32
 from quantbench.kernels.formats.rotation import fwht
 from quantbench.kernels.formats.trellis_numba import symbol_at
@@ -145,11 +146,57 @@ def attend_splits(q, limit, k_codes, k_norms, v_codes, v_norms, levels, k, L, g,
                 acc_out[p, split, m, c] = acc[m, c]
 
 
-def _cache_arrays(fmt, packed, rows: int, D: int):
-    g = fmt.group_for(D)
-    codes = packed["codes"].reshape(rows * (D // g), g * fmt.bits // 8).contiguous().numpy()
-    norms = packed["norms"].reshape(rows, D // g).contiguous().view(torch.int16).numpy().view(np.uint16)
-    return codes, norms
+class TcqNativeCache:
+    """A packed TCQ K/V pair made ready for attend_splits; query token i sees positions
+    0 .. limits[i]-1. `prefix` views its first positions for another query shape at no copy."""
+
+    def __init__(self, fmt, pk, pv, limits):
+        ctx, batch, kv_heads, dim = pk.shape
+        g = fmt.group_for(dim)
+        groups = dim // g
+
+        def arrays(packed):
+            codes = packed["codes"].reshape(ctx * batch * kv_heads * groups, g * fmt.bits // 8).contiguous().numpy()
+            norms = packed["norms"].reshape(ctx * batch * kv_heads, groups).contiguous()
+            return codes, norms.view(torch.int16).numpy().view(np.uint16)
+
+        self.fmt, self.g, self.levels = fmt, g, fmt.levels(g)
+        self._setup(arrays(pk), arrays(pv), tuple(pk.shape), limits)
+
+    def prefix(self, length: int, limits) -> TcqNativeCache:
+        view = object.__new__(TcqNativeCache)
+        view.fmt, view.g, view.levels = self.fmt, self.g, self.levels
+        rows = length * self.rows
+        groups = self.shape[-1] // self.g
+        view._setup(*[(codes[:rows * groups], norms[:rows]) for codes, norms in (self.k, self.v)],
+                    (length, *self.shape[1:]), limits)
+        return view
+
+    def _setup(self, k, v, shape, limits):
+        ctx, batch, kv_heads, _ = shape
+        self.k, self.v, self.shape, self.rows = k, v, shape, batch * kv_heads
+        self.limits = np.asarray(limits, dtype=np.int64)
+        if len(self.limits) == 0 or self.limits.min() < 1 or self.limits.max() > ctx:
+            raise ValueError(f"native attention: query limits {self.limits.tolist()} outside 1..{ctx}")
+        splits = attn_split.split_count(ctx, self.rows, TILE, SPLITS_PER_THREAD * numba.get_num_threads())
+        self.chunk = attn_split.split_chunk(ctx, splits, TILE)
+        self.splits = -(-ctx // self.chunk)
+
+    def native(self, q: torch.Tensor) -> torch.Tensor:
+        B, H, n, D = q.shape
+        ctx, batch, kv_heads, _ = self.shape
+        if (B, n) != (batch, len(self.limits)) or H % kv_heads:
+            raise ValueError(f"native attention: query {tuple(q.shape)} does not fit a cache of batch {batch}, "
+                             f"{kv_heads} KV heads and {len(self.limits)} query tokens")
+        M = (H // kv_heads) * n
+        last = np.tile(self.limits - 1, H // kv_heads).astype(np.int32)  # rows ordered head, then token
+        m = np.empty((self.rows, self.splits, M), np.float32)
+        l = np.empty_like(m)
+        acc = np.empty((self.rows, self.splits, M, D), np.float32)
+        attend_splits(attn_split.query_rows(q, kv_heads, self.fmt).numpy(), last, *self.k, *self.v, self.levels,
+                      self.fmt.trellis.k, self.fmt.trellis.L, self.g, ctx, self.chunk, m, l, acc)
+        merged = attn_split.merge(*(torch.from_numpy(a) for a in (m, l, acc)))
+        return attn_split.finish(merged, self.fmt, B, H, n)
 
 
 @variant("attn_decode", backend="numba", name="native", formats=is_tcq, needs=("numba",))
@@ -157,27 +204,6 @@ def attn_decode_tcq_numba(case):
     """query rotated once; keys and values decoded 32 at a time from their bit streams (shift
     register + table) in the rotated domain; split-K over the context in parallel, exact merge,
     one rotation back"""
-    fmt = case.format_obj
     q, k, v = attn_split.encode_cache(case)
-    B, H, n, D = q.shape
-    g = fmt.group_for(D)
-    P = B * case.kv_heads
-    M = (H // case.kv_heads) * n
-    splits = attn_split.split_count(case.ctx, P, TILE, SPLITS_PER_THREAD * numba.get_num_threads())
-    chunk = attn_split.split_chunk(case.ctx, splits, TILE)
-    splits = -(-case.ctx // chunk)
-    rows = attn_split.query_rows(q, case.kv_heads, fmt).numpy()
-    limit = attn_split.row_limits(H, case.kv_heads, n, case.ctx, "cpu").numpy()
-    kc, kn = _cache_arrays(fmt, k, case.ctx * P, D)
-    vc, vn = _cache_arrays(fmt, v, case.ctx * P, D)
-    levels = fmt.levels(g)
-    m = np.empty((P, splits, M), np.float32)
-    l = np.empty_like(m)
-    acc = np.empty((P, splits, M, D), np.float32)
-    tensors = [torch.from_numpy(a) for a in (m, l, acc)]
-
-    def run():
-        attend_splits(rows, limit, kc, kn, vc, vn, levels, fmt.trellis.k, fmt.trellis.L, g, case.ctx, chunk, m, l, acc)
-        return attn_split.finish(attn_split.merge(*tensors), fmt, B, H, n)
-
-    return run
+    cache = TcqNativeCache(case.format_obj, k, v, causal_limits(q.shape[2], case.ctx))
+    return lambda: cache.native(q)

@@ -20,14 +20,13 @@ Running maxima and minima use selects, not branches, which random data would mis
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import torch
 from numba import njit, prange
 
-from quantbench.kernels.common.numba_f16 import f16_bits_to_f32, f32_to_f16_bits
+from quantbench.kernels.common.numba_f16 import f16_table, f32_to_f16_bits
 from quantbench.kernels.formats.base import Packed
 from quantbench.kernels.formats.rotation import random_signs
 from quantbench.kernels.fwht.numba import BATCHES_PER_TASK, LANES, fwht_lanes
@@ -219,20 +218,6 @@ def dequantize_rotated(d_bits, qs, out, signs, scale, n, q4, f16, lanes):
 
 
 # ---- buffers -----------------------------------------------------------------------------------
-@njit(cache=True)
-def _f16_table():
-    table = np.empty(1 << 16, dtype=np.float32)
-    for bits in range(1 << 16):
-        table[bits] = f16_bits_to_f32(bits)
-    return table
-
-
-@functools.cache
-def f16_table() -> np.ndarray:
-    """float32 value of every fp16 bit pattern."""
-    return _f16_table()
-
-
 def half_bits(t: torch.Tensor) -> np.ndarray:
     """uint16 numpy view of a float16 tensor's storage, flat (zero copy)."""
     return t.view(torch.int16).reshape(-1).numpy().view(np.uint16)
@@ -240,8 +225,13 @@ def half_bits(t: torch.Tensor) -> np.ndarray:
 
 def kernel_arrays(fmt, packed: Packed) -> list[np.ndarray]:
     """The packed fields as the kernels take them: scales as uint16 bits, codes [nblocks, bytes]."""
-    arrays = [half_bits(packed[name]) for name in fmt.scale_fields]
-    arrays.append(packed["qs"].reshape(-1, fmt.code_bytes).numpy())
+    return field_arrays(fmt, packed.fields)
+
+
+def field_arrays(fmt, fields: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """kernel_arrays of a packed value's fields (zero copy: the kernels write through them)."""
+    arrays = [half_bits(fields[name]) for name in fmt.scale_fields]
+    arrays.append(fields["qs"].reshape(-1, fmt.code_bytes).numpy())
     return arrays
 
 

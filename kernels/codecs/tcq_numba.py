@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from quantbench.kernels.codecs.cache_codecs import BoundCodec, CacheCodec, cache_codec, threads_for
 from quantbench.kernels.common.numba_f16 import f16_bits_to_f32
 from quantbench.kernels.formats.trellis_numba import group_levels
 from quantbench.kernels.fwht.numba import LANES, fwht_lanes
@@ -56,3 +57,33 @@ def dequantize_tcq_numba(case):
     packed = fmt.encode(case.inputs()["x"])
     out = torch.empty(math.prod(packed.shape) // fmt.group_for(packed.shape[-1]), fmt.group_for(packed.shape[-1]))
     return lambda: decode(fmt, packed, out).reshape(packed.shape).to(case.torch_dtype)
+
+
+@cache_codec("numba/tcq", serves=is_tcq)
+def _tcq_cache(fmt, dim: int) -> CacheCodec:
+    """The KV-cache codec (kernels/codecs/cache_codecs.py): the format's own encode, its Viterbi
+    search on the threads of threads_for, copied into the store; decode_groups into the read buffer."""
+    g = fmt.group_for(dim)
+    levels, signs = fmt.levels(g), fmt.sign_vector(g).numpy()
+
+    def bind(fields):
+        per_position = fields["norms"][0].numel()
+        rows = fields["norms"][0].shape[:-1].numel()
+        codes = fields["codes"].view(-1, g * fmt.bits // 8).numpy()
+        norm_bits = fields["norms"].view(torch.int16).reshape(-1).numpy().view(np.uint16)
+
+        def encode(x, start):
+            with threads_for(x.shape[0] * rows):
+                packed = fmt._encode(x)
+            for name, tensor in fields.items():
+                tensor[start:start + x.shape[0]].copy_(packed[name])
+
+        def decode(length, out):
+            n = length * per_position
+            with threads_for(length * rows):
+                decode_groups(codes[:n], norm_bits[:n], levels, signs, fmt.trellis.k, fmt.trellis.L, fmt.rotate,
+                              LANES, out.view(-1, g).numpy())
+
+        return BoundCodec(encode, decode)
+
+    return CacheCodec("numba/tcq", bind)

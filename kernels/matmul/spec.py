@@ -52,10 +52,14 @@ WEIGHT_GROUP = 64  # the group given to formats whose default group does not div
 
 @dataclass
 class QuantizedActivations:
-    """A result computed from activations quantized in `activation_format` (see module docstring)."""
+    """A result computed from activations quantized in `activation_format` (see module docstring).
+    `roundings` counts the further roundings of a lower-precision kernel, as (dtype, count): a
+    weight scale stored in bfloat16, the output rounded to it. Each moves the result by at most half
+    an ulp of that dtype relative to S, which the check adds to its float32 tolerance."""
 
     y: torch.Tensor
     activation_format: str = "q8_0"
+    roundings: tuple[tuple[torch.dtype, int], ...] = ()
 
 
 def weight_inputs(case: Case) -> dict[str, torch.Tensor]:
@@ -138,13 +142,15 @@ def rounding_steps(case: Case) -> int:
 
 
 def check_matmul(case: Case, out, ref: WeightReference) -> None:
-    activation_format = None
+    activation_format, roundings = None, ()
     if isinstance(out, QuantizedActivations):
-        activation_format, out = out.activation_format, out.y
+        activation_format, roundings, out = out.activation_format, out.roundings, out.y
     want = ref.y if activation_format is None else ref.y_with(activation_format)
     got = out.cpu().double()
     assert got.shape == want.shape, f"shape {tuple(got.shape)} != reference {tuple(want.shape)}"
-    tol = float_tolerance(torch.float32, rounding_steps(case), ref.scale(activation_format))
+    scale = ref.scale(activation_format)
+    tol = float_tolerance(torch.float32, rounding_steps(case), scale) + \
+        sum(count * torch.finfo(dtype).eps / 2 * scale for dtype, count in roundings)
     err = float((got - want).abs().max())
     against = "reference" if activation_format is None else f"reference with {activation_format} activations"
     assert err <= tol, f"max abs error {err:.3g} against the {against} exceeds tolerance {tol:.3g}"
