@@ -37,8 +37,8 @@ def pareto_front(quality_rows: list[dict]) -> list[dict]:
 
 
 def fastest_variants(kernel_rows: list[dict]) -> list[str]:
-    """Per op, the fastest backend/variant for each format, over the run's cases (median time
-    summed over the cases every variant of that format ran)."""
+    """Per op, the fastest backend/variant for each format that has more than one, over the run's
+    cases (median time summed over the cases every variant of that format ran)."""
     times: dict[tuple, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))
     for row in kernel_rows:
         if row["status"] == "ok" and row["time_us"] is not None:
@@ -46,13 +46,12 @@ def fastest_variants(kernel_rows: list[dict]) -> list[str]:
     per_op: dict[str, list[str]] = defaultdict(list)
     for (op, fmt), by_variant in times.items():
         shared = set.intersection(*(set(shapes) for shapes in by_variant.values()))
-        if not shared:
+        if len(by_variant) < 2 or not shared:
             continue
         totals = {name: sum(shapes[s] for s in shared) for name, shapes in by_variant.items()}
         best = min(totals, key=totals.get)
         slowest = max(totals.values())
-        gain = f", {slowest / totals[best]:.1f}x the slowest" if len(totals) > 1 else ""
-        per_op[op].append(f"{fmt} {best}{gain}")
+        per_op[op].append(f"{fmt} {best}, {slowest / totals[best]:.1f}x the slowest")
     return [f"{op}: " + "; ".join(entries) for op, entries in per_op.items()]
 
 

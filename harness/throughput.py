@@ -90,33 +90,45 @@ class SectionTimer:
 def run_throughput(model: Model, policies: list[KVPolicy | None], n_prompt: list[int], n_gen: list[int],
                    depths: list[int], repetitions: int = 5, attn: str = "dequant_sdpa", graphs: bool = True,
                    seed: int = 0) -> list[ThroughputRow]:
-    rows = []
+    """Rows in policy, depth, test order. At each depth every policy reads the same tokens and the
+    tests are timed round-robin, one repetition of each in turn, so that a drift of the machine's
+    speed during the run (seen here at +-10% between back-to-back runs) falls on every policy alike
+    instead of on whichever was timed first."""
+    keyed = []  # ((policy index, depth index), row)
     gen = torch.Generator().manual_seed(seed)
-    for policy in policies:
-        spec = policy.spec if policy is not None else "none"
-        bits = policy.bits_per_value(model.config.head_dim) if policy is not None else torch.finfo(model.dtype).bits
-        for depth in depths:
-            longest = max([*n_prompt, *n_gen, 1])
-            tokens = torch.randint(model.config.vocab_size, (1, depth + longest), generator=gen).to(model.device)
-            prompts, gens = [p for p in n_prompt if p > 0], [n for n in n_gen if n > 0]
+    prompts, gens = [p for p in n_prompt if p > 0], [n for n in n_gen if n > 0]
+    longest = max([*prompts, *gens, 1])
+    for di, depth in enumerate(depths):
+        tokens = torch.randint(model.config.vocab_size, (1, depth + longest), generator=gen).to(model.device)
+        tests = []  # (policy index, op, token count, cache, run)
+        for pi, policy in enumerate(policies):
             if prompts:
-                cache = filled_cache(model, policy, attn, tokens[:, :depth], max(prompts))
-            for p in prompts:
-                timing, shares = time_prefill(model, cache, tokens[:, depth:depth + p], depth, repetitions)
-                rows.append(ThroughputRow(spec, bits, "prefill", p, depth, timing, None, shares, attn=attn))
-            if gens:  # its own cache, no longer than decode needs: the CUDA-graph step reads all of it
+                cache = filled_cache(model, policy, attn, tokens[:, :depth], longest)
+                tests += [(pi, "prefill", p, cache, _prefill_run(model, cache, tokens[:, depth:depth + p], depth))
+                          for p in prompts]
+            if gens and (model.device.type == "cuda" or not prompts):
+                # on a GPU its own cache, no longer than decode needs: the CUDA-graph step reads all of it
                 cache = filled_cache(model, policy, attn, tokens[:, :depth], max(gens))
-            for n in gens:
-                steps = tokens[:, depth:depth + n]
-                timing, shares = time_decode(model, cache, steps, depth, repetitions)
+            if gens:
+                tests += [(pi, "decode", n, cache, _decode_run(model, cache, tokens[:, depth:depth + n], depth))
+                          for n in gens]
+        timings = _time_round_robin(model, [t[-1] for t in tests], repetitions)
+        for (pi, op, n, cache, run), timing in zip(tests, timings):
+            graph = None
+            if op == "decode":
                 graph = NO_CUDA
                 if model.device.type == "cuda" and graphs:
                     try:
-                        graph = time_decode_graph(model, cache, steps, depth, repetitions)
+                        graph = time_decode_graph(model, cache, tokens[:, depth:depth + n], depth, repetitions)
                     except RuntimeError as exc:
                         graph = f"failed: {str(exc).splitlines()[0][:120]}"
-                rows.append(ThroughputRow(spec, bits, "decode", n, depth, timing, graph, shares, attn=attn))
-    return rows
+            policy = policies[pi]
+            spec = policy.spec if policy is not None else "none"
+            bits = policy.bits_per_value(model.config.head_dim) if policy is not None else \
+                torch.finfo(model.dtype).bits
+            keyed.append(((pi, di), ThroughputRow(spec, bits, op, n, depth, timing, graph, _shares(model, run),
+                                                  attn=attn)))
+    return [row for _, row in sorted(keyed, key=lambda item: item[0])]
 
 
 def filled_cache(model: Model, policy, attn: str, context: torch.Tensor, room: int):
@@ -127,23 +139,31 @@ def filled_cache(model: Model, policy, attn: str, context: torch.Tensor, room: i
     return cache
 
 
-def time_prefill(model: Model, cache, prompt: torch.Tensor, depth: int, repetitions: int):
+def _prefill_run(model: Model, cache, prompt: torch.Tensor, depth: int):
     cache.check_room(depth, prompt.shape[1])
 
     def run(sections=None):  # the transformer directly: Model.forward's token checks read values back
         model.transformer(prompt, cache, depth, sections, last_only=True)
 
-    return _time_runs(model, run, repetitions)
+    return run
 
 
-def time_decode(model: Model, cache, steps: torch.Tensor, depth: int, repetitions: int):
+def _decode_run(model: Model, cache, steps: torch.Tensor, depth: int):
     cache.check_room(depth, steps.shape[1])
 
     def run(sections=None):
         for i in range(steps.shape[1]):
             model.transformer(steps[:, i:i + 1], cache, depth + i, sections)
 
-    return _time_runs(model, run, repetitions)
+    return run
+
+
+def time_prefill(model: Model, cache, prompt: torch.Tensor, depth: int, repetitions: int):
+    return _time_runs(model, _prefill_run(model, cache, prompt, depth), repetitions)
+
+
+def time_decode(model: Model, cache, steps: torch.Tensor, depth: int, repetitions: int):
+    return _time_runs(model, _decode_run(model, cache, steps, depth), repetitions)
 
 
 def time_decode_graph(model: Model, cache, steps: torch.Tensor, depth: int, repetitions: int) -> Timing:
@@ -164,25 +184,35 @@ def time_decode_graph(model: Model, cache, steps: torch.Tensor, depth: int, repe
 
 
 def _time_runs(model: Model, run, repetitions: int, instrument: bool = True):
+    timing = _time_round_robin(model, [run], repetitions)[0]
+    return timing, _shares(model, run) if instrument else {}
+
+
+def _time_round_robin(model: Model, runs: list, repetitions: int) -> list[Timing]:
+    """Each run warmed up once, then `repetitions` rounds timing each run once in turn."""
     device = model.device
-    run()  # warm-up
-    samples = []
-    for _ in range(repetitions):
-        _sync(device)
-        start = time.perf_counter()
+    for run in runs:
         run()
-        _sync(device)
-        samples.append(time.perf_counter() - start)
-    shares = {}
-    if instrument:
-        timer = SectionTimer(device)
-        _sync(device)
-        start = time.perf_counter()
-        run(timer)
-        _sync(device)
-        total = time.perf_counter() - start
-        shares = {name: timer.totals[name] / total for name in SECTIONS}
-    return Timing(samples, "cuda-wall" if device.type == "cuda" else "cpu"), shares
+    samples = [[] for _ in runs]
+    for _ in range(repetitions):
+        for run, own in zip(runs, samples):
+            _sync(device)
+            start = time.perf_counter()
+            run()
+            _sync(device)
+            own.append(time.perf_counter() - start)
+    return [Timing(own, "cuda-wall" if device.type == "cuda" else "cpu") for own in samples]
+
+
+def _shares(model: Model, run) -> dict[str, float]:
+    """Where the time of one instrumented run goes: SECTIONS -> fraction of its wall time."""
+    timer = SectionTimer(model.device)
+    _sync(model.device)
+    start = time.perf_counter()
+    run(timer)
+    _sync(model.device)
+    total = time.perf_counter() - start
+    return {name: timer.totals[name] / total for name in SECTIONS}
 
 
 def _sync(device: torch.device) -> None:

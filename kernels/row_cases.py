@@ -39,6 +39,11 @@ def kv_cases(op: str):
     return cases
 
 
+def at_model_shape(case: Case) -> bool:
+    """`quantbench run`'s filter: the embedded model's own KV rows, or the weight rows for a weight
+    format (head_dim 128 stays in `bench` and the tracking suites)."""
+    return (case.rows, case.dim) in (KV_SHAPES[0], *WEIGHT_ROW_SHAPES)
+
 
 def check_row_length(case: Case) -> None:
     """The case's format can hold rows of its length (FormatError naming both otherwise)."""

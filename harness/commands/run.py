@@ -60,22 +60,31 @@ def run(args) -> int:
     if unknown:
         raise UserError(f"--parts: unknown part {', '.join(unknown)}; known: {', '.join(PARTS)}")
     started = time.perf_counter()
-    failed = False
+    seconds: dict[str, float] = {}
     found = {"kernels": [], "quality": [], "throughput": []}
+
+    def timed(part, fn, *a):
+        begin = time.perf_counter()
+        out = fn(*a)
+        seconds[part] = time.perf_counter() - begin
+        return out
+
+    failed = False
     if "formats" in parts:
-        run_formats(args)
+        timed("formats", run_formats, args)
     if "kernels" in parts:
-        failed |= run_kernels(args, found["kernels"])
+        failed |= timed("kernels", run_kernels, args, found["kernels"])
     if "quality" in parts or "throughput" in parts:
         model = load_model()
         if "quality" in parts:
-            found["quality"] = run_quality(model, args)
+            found["quality"] = timed("quality", run_quality, model, args)
         if "throughput" in parts:
-            found["throughput"] = run_throughput(model, args)
+            found["throughput"] = timed("throughput", run_throughput, model, args)
     summary = run_summary.closing_summary(found["kernels"], found["quality"], found["throughput"])
     if summary and args.output in ("table", "md"):
         print("\nWhat this run found\n\n" + "\n".join(summary))
-    print(f"quantbench run: {', '.join(parts)} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    split = ", ".join(f"{part} {s:.0f} s" for part, s in seconds.items())
+    print(f"quantbench run: {time.perf_counter() - started:.0f} s ({split})", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from quantbench.kernels import formats
 from quantbench.kernels.checks import check_close, check_packed_equal
 from quantbench.kernels.registry import Case, Op, register_op
-from quantbench.kernels.row_cases import ROW_DIMS, check_row_length, float_bytes, gaussian_rows, kv_cases
+from quantbench.kernels.row_cases import (
+    ROW_DIMS,
+    at_model_shape,
+    check_row_length,
+    float_bytes,
+    gaussian_rows,
+    kv_cases,
+)
 
 
 def _packed_bytes(case: Case) -> int:
@@ -36,6 +43,7 @@ register_op(Op(
     formats=_quantizable_formats,
     check=check_packed_equal,
     in_run=True,
+    run_filter=at_model_shape,
     dims=ROW_DIMS,
     dtypes=("float32", "float16", "bfloat16"),
     validate=check_row_length,
@@ -52,6 +60,7 @@ register_op(Op(
     formats=_quantizable_formats,
     check=check_close(_decode_steps),
     in_run=True,
+    run_filter=at_model_shape,
     dims=ROW_DIMS,
     dtypes=("float32", "float16", "bfloat16"),
     validate=check_row_length,
