@@ -22,7 +22,10 @@ The rules:
    than a minute ago (a previous run of a back-to-back loop included) still counts, decaying as
    exp(-t / 60); and Linux counts uninterruptible (I/O-waiting) threads as load too. Our share is
    measured as CPU time, so when our threads wait for a core (the contention sought) it is
-   underestimated and the others' load over-: the rule errs towards warning.
+   underestimated and the others' load over-: the rule errs towards warning. The lag is checked
+   against the present: where /proc tells, the rule also needs another thread runnable at the
+   check (/proc/loadavg's count of runnable threads, less this process's own threads in state R),
+   so a previous run that ended seconds ago no longer marks this one.
 2. **Oversubscription.** A run on more threads than the cores available to it contends with itself.
 3. **Scheduler slices in the samples** (each timing separately). A sample is *slow* when it is at
    least SLOW_S and at least FAR_ABOVE times the timing's fastest sample: a call that slow spent its
@@ -90,7 +93,8 @@ def check_contention(threads_used: int, timings: Sequence[Timed] = ()) -> list[s
     cores = os.cpu_count() or 1
     if load is not None:
         own = own_load_share(threads_used)
-        if load - own > max(cores - threads_used, 0) + LOAD_TOLERANCE:
+        others_now = others_running()
+        if load - own > max(cores - threads_used, 0) + LOAD_TOLERANCE and (others_now is None or others_now > 0):
             reasons.append(f"load {load:.1f} ({own:.1f} of it this process) on {cores} cores while this run uses "
                            f"{_threads(threads_used)}; {which} are unreliable ({advice})")
     available = threads.available_cores()
@@ -111,6 +115,22 @@ def own_load_share(threads_used: int) -> float:
         return float(threads_used)
     busy = time.process_time() / age
     return busy * (1 - math.exp(-age / LOAD_WINDOW_S))
+
+
+def others_running() -> int | None:
+    """Threads of other processes runnable now: /proc/loadavg's runnable count less this process's
+    threads in state R (the reading thread among them); None where /proc cannot tell."""
+    try:
+        runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        own = 0
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                own += (task / "stat").read_text().rpartition(")")[2].split()[0] == "R"
+            except OSError:
+                continue  # a thread that ended meanwhile
+        return max(runnable - own, 0)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def process_age_s() -> float | None:

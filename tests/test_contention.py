@@ -5,6 +5,8 @@ small case slower than a larger one) is warned about and marked on the records."
 import json
 import math
 import os
+import subprocess
+import sys
 import time
 
 import numba
@@ -37,6 +39,30 @@ def quiet_machine(monkeypatch):
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     monkeypatch.setattr(contention, "process_age_s", lambda: None)
+    monkeypatch.setattr(contention, "others_running", lambda: None)
+
+
+def test_a_load_left_by_a_finished_process_is_not_contention(quiet_machine, monkeypatch):
+    """The 1-minute load lags: with nothing else runnable now it does not mark the run."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.9, 1.0, 1.0))
+    monkeypatch.setattr(contention, "others_running", lambda: 0)
+    assert check_contention(2) == []
+    monkeypatch.setattr(contention, "others_running", lambda: 1)
+    assert check_contention(2)[0].startswith("load 2.9")
+
+
+def test_others_running_sees_a_busy_process():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seen = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(seen):
+            time.sleep(0.05)
+            seen.append(contention.others_running())
+        assert max(seen) >= 1
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def test_every_record_env_has_cpu_threads_and_load(restore_threads, monkeypatch):
