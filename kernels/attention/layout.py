@@ -130,17 +130,20 @@ class NativePlan:
         return out
 
     def rows(self, packed: Packed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(codes uint8, extra uint8, scales uint16, scales2 uint16), each [ctx, batch*kv_heads, -1].
+        """(codes uint8, extra uint8, scales uint16, scales2 uint16) as views of the packed fields.
 
-        Blocks: codes = qs bytes, scales = d, scales2 = m (q4_1). Turbo: codes = bit planes,
-        scales = norms, extra = QJL sign bytes and scales2 = residual norms (turbo4).
-        Absent fields are empty [ctx, rows, 0] arrays.
+        codes is [ctx, batch*kv_heads, units, bytes]: the blocks x their code bytes, or a turbo row's
+        (group, bit plane) pairs x the plane's bytes, so that the kernels index the innermost bytes
+        by a loop variable. The others are [ctx, batch*kv_heads, -1]. Blocks: scales = d, scales2 =
+        m (q4_1). Turbo: scales = norms, extra = QJL sign bytes and scales2 = residual norms
+        (turbo4). Absent fields are empty [ctx, rows, 0] arrays.
         """
         ctx, batch, kv_heads = packed.shape[:3]
         shape = (ctx, batch * kv_heads, -1)
 
-        def u8(t):
-            return t.contiguous().view(torch.uint8).reshape(shape).numpy()
+        def u8(t, unit=None):
+            tail = (-1, unit) if unit else (-1,)
+            return t.contiguous().view(torch.uint8).reshape(ctx, batch * kv_heads, *tail).numpy()
 
         def u16(t):
             return t.contiguous().view(torch.int16).reshape(shape).numpy().view(np.uint16)
@@ -149,10 +152,11 @@ class NativePlan:
         empty16 = np.zeros((ctx, batch * kv_heads, 0), np.uint16)
         f = packed.fields
         if self.kind == KIND_TURBO:
+            codes = u8(f["codes"], self.code_group // 8)
             if self.qjl:
-                return u8(f["codes"]), u8(f["qjl"]), u16(f["norms"]), u16(f["residual_norms"])
-            return u8(f["codes"]), empty8, u16(f["norms"]), empty16
-        return u8(f["qs"]), empty8, u16(f["d"]), u16(f["m"]) if "m" in f else empty16
+                return codes, u8(f["qjl"]), u16(f["norms"]), u16(f["residual_norms"])
+            return codes, empty8, u16(f["norms"]), empty16
+        return u8(f["qs"], f["qs"].shape[-1]), empty8, u16(f["d"]), u16(f["m"]) if "m" in f else empty16
 
 
 def _groups(x: torch.Tensor, g: int) -> torch.Tensor:

@@ -1,76 +1,109 @@
 """Decoding one stored KV row into the codes' domain, inside the numba attention kernels.
 
-A row is one position of one (batch, kv_head); its packed bytes come as the [ctx, rows, bytes]
-views of kernels/attention/layout.NativePlan.rows. The row is decoded into a float32 buffer of the
-plan's width (never the whole cache): blocks as scale * code (+ min), turbo as norm * codebook
-level in the rotated domain, turbo4 followed by its QJL signs times qjl_scale * residual norm.
-
-Turbo bit planes are expanded eight values at a time: SPREAD[b] puts bit t of byte b into byte t
-of a 64-bit word, so OR-ing the spread planes, shifted by plane index, yields eight codes as
-eight bytes of one word (three table loads for eight 3-bit codes instead of 24 bit extractions).
+A row is one position of one (batch, kv_head); its packed bytes come as the [ctx, rows, units,
+bytes] views of kernels/attention/layout.NativePlan.rows. The row is decoded into a float32 buffer
+of the plan's width (never the whole cache): blocks as scale * code (+ min), turbo as norm *
+codebook level in the rotated domain, turbo4 followed by its QJL signs times qjl_scale * residual
+norm. Every loop is written for LLVM's vectorizer: fp16 scales from a 64K-entry float32 table,
+innermost indices that are the loop's own variable, levels picked by a select tree on the code's
+bits from scalars, and the kind and bit width compile-time constants of each specialization.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from quantbench.kernels.attention.layout import KIND_Q4_0, KIND_Q4_1, KIND_Q8_0, KIND_TURBO
-from quantbench.kernels.common.numba_f16 import f16_bits_to_f32
+from quantbench.kernels.attention.layout import KIND_Q4_1, KIND_Q8_0, KIND_TURBO
+from quantbench.kernels.common.numba_f16 import f16_table
+
+F16 = f16_table()  # a module-level array: numba compiles it in as a constant
 
 
-def _spread_table() -> np.ndarray:
-    table = np.zeros(256, np.uint64)
-    for b in range(256):
-        word = 0
-        for t in range(8):
-            word |= ((b >> t) & 1) << (8 * t)
-        table[b] = word
-    return table
-
-
-SPREAD = _spread_table()
+def padded_levels(codebook: np.ndarray) -> np.ndarray:
+    """A codebook as the 16 float32 levels decode_row reads (zeros past its end: no code reaches them)."""
+    out = np.zeros(16, np.float32)
+    out[:codebook.size] = codebook
+    return out
 
 
 @njit(cache=True, inline="always")
-def decode_row(kind, codes, extra, s1, s2, pos, r, dim, bits, cg, codebook, qjl_coef, spread, out):
+def row_buffers(width, dim):
+    """The float32 row buffer [width] and its views decode_row writes through: [dim/8, 8] (turbo),
+    [dim/32, 32] (q8_0) and [dim/32, 2, 16] (4-bit blocks). Made once per kernel task."""
+    out = np.empty(width, np.float32)
+    blocks = dim // 32
+    return (out, out[:dim // 8 * 8].reshape((dim // 8, 8)), out[:blocks * 32].reshape((blocks, 32)),
+            out[:blocks * 32].reshape((blocks, 2, 16)))
+
+
+@njit(cache=True, inline="always")
+def decode_row(kind, codes, extra, s1, s2, pos, r, dim, bits, cg, levels, qjl_coef, out, by8, by32, halves):
+    """Row (pos, r) into out, written through its row_buffers views so that every innermost loop
+    indexes by its own variable (a computed index costs a wraparound check that keeps LLVM from
+    vectorizing the loop). kind and bits should be compile-time constants (the kernels'
+    specializations): tested at run time, the branches cost a third of the decode."""
     if kind == KIND_TURBO:
         nbytes = cg // 8
+        c = (levels[0], levels[1], levels[2], levels[3], levels[4], levels[5], levels[6], levels[7],
+             levels[8], levels[9], levels[10], levels[11], levels[12], levels[13], levels[14], levels[15])
         for grp in range(dim // cg):
-            norm = f16_bits_to_f32(s1[pos, r, grp])
-            base = grp * bits * nbytes
+            norm = F16[s1[pos, r, grp]]
             for byte in range(nbytes):
-                word = np.uint64(0)
-                for k in range(bits):
-                    word |= spread[codes[pos, r, base + k * nbytes + byte]] << np.uint64(k)
-                first = grp * cg + byte * 8
-                for t in range(8):
-                    out[first + t] = codebook[(word >> np.uint64(8 * t)) & np.uint64(0xFF)] * norm
+                _select_levels(codes, pos, r, grp * bits, byte, bits, c, norm, by8[grp * nbytes + byte])
         if qjl_coef != 0.0:
             for grp in range(dim // cg):
-                a = np.float32(qjl_coef) * f16_bits_to_f32(s2[pos, r, grp])
+                a = np.float32(qjl_coef) * F16[s2[pos, r, grp]]
                 for byte in range(nbytes):
                     signs = extra[pos, r, grp * nbytes + byte]
                     first = dim + grp * cg + byte * 8
                     for t in range(8):
                         out[first + t] = a if (signs >> t) & 1 else -a
-    elif kind == KIND_Q8_0:
-        for blk in range(dim // 32):
-            d = f16_bits_to_f32(s1[pos, r, blk])
-            for i in range(32):
-                c = np.int32(codes[pos, r, blk * 32 + i])
-                out[blk * 32 + i] = d * np.float32(c - 256 if c >= 128 else c)
-    elif kind == KIND_Q4_0:
-        for blk in range(dim // 32):
-            d = f16_bits_to_f32(s1[pos, r, blk])
-            for j in range(16):
-                c = np.int32(codes[pos, r, blk * 16 + j])
-                out[blk * 32 + j] = d * np.float32((c & 15) - 8)
-                out[blk * 32 + j + 16] = d * np.float32((c >> 4) - 8)
-    elif kind == KIND_Q4_1:
-        for blk in range(dim // 32):
-            d = f16_bits_to_f32(s1[pos, r, blk])
-            m = f16_bits_to_f32(s2[pos, r, blk])
-            for j in range(16):
-                c = np.int32(codes[pos, r, blk * 16 + j])
-                out[blk * 32 + j] = d * np.float32(c & 15) + m
-                out[blk * 32 + j + 16] = d * np.float32(c >> 4) + m
+        return
+    for b in range(codes.shape[2]):
+        d = F16[s1[pos, r, b]]
+        if kind == KIND_Q8_0:
+            for i in range(codes.shape[3]):
+                by32[b, i] = d * np.float32(np.int8(codes[pos, r, b, i]))
+        elif kind == KIND_Q4_1:
+            m = F16[s2[pos, r, b]]
+            for j in range(codes.shape[3]):
+                c = np.int32(codes[pos, r, b, j])
+                halves[b, 0, j] = d * np.float32(c & 15) + m
+                halves[b, 1, j] = d * np.float32(c >> 4) + m
+        else:
+            for j in range(codes.shape[3]):
+                c = np.int32(codes[pos, r, b, j])
+                halves[b, 0, j] = d * np.float32((c & 15) - 8)
+                halves[b, 1, j] = d * np.float32((c >> 4) - 8)
+
+
+@njit(cache=True, inline="always")
+def _select_levels(codes, pos, r, unit, byte, bits, c, norm, dst):
+    """dst[t] = norm * the level of the code whose bit k is bit t of plane (unit + k)'s byte, by a
+    select tree on the bits, which LLVM vectorizes where a table lookup stays scalar. The levels
+    come as a tuple of scalars read once per row: loaded from their float32 array inside the loop
+    they would be reloaded after every store to the float32 row (the two might alias)."""
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15 = c
+    p0 = np.int32(codes[pos, r, unit, byte])
+    p1 = np.int32(codes[pos, r, unit + 1, byte])
+    if bits == 2:
+        for t in range(dst.shape[0]):
+            b0, b1 = (p0 >> t) & 1, (p1 >> t) & 1
+            dst[t] = ((c1 if b0 else c0) if b1 == 0 else (c3 if b0 else c2)) * norm
+        return
+    p2 = np.int32(codes[pos, r, unit + 2, byte])
+    if bits == 3:
+        for t in range(dst.shape[0]):
+            b0, b1, b2 = (p0 >> t) & 1, (p1 >> t) & 1, (p2 >> t) & 1
+            low = (c1 if b0 else c0) if b1 == 0 else (c3 if b0 else c2)
+            high = (c5 if b0 else c4) if b1 == 0 else (c7 if b0 else c6)
+            dst[t] = (high if b2 else low) * norm
+        return
+    p3 = np.int32(codes[pos, r, unit + 3, byte])
+    for t in range(dst.shape[0]):
+        b0, b1, b2, b3 = (p0 >> t) & 1, (p1 >> t) & 1, (p2 >> t) & 1, (p3 >> t) & 1
+        q0 = (c1 if b0 else c0) if b1 == 0 else (c3 if b0 else c2)
+        q1 = (c5 if b0 else c4) if b1 == 0 else (c7 if b0 else c6)
+        q2 = (c9 if b0 else c8) if b1 == 0 else (c11 if b0 else c10)
+        q3 = (c13 if b0 else c12) if b1 == 0 else (c15 if b0 else c14)
+        dst[t] = ((q3 if b2 else q2) if b3 else (q1 if b2 else q0)) * norm
