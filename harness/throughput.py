@@ -158,10 +158,6 @@ def _decode_run(model: Model, cache, steps: torch.Tensor, depth: int):
     return run
 
 
-def time_prefill(model: Model, cache, prompt: torch.Tensor, depth: int, repetitions: int):
-    return _time_runs(model, _prefill_run(model, cache, prompt, depth), repetitions)
-
-
 def time_decode(model: Model, cache, steps: torch.Tensor, depth: int, repetitions: int):
     return _time_runs(model, _decode_run(model, cache, steps, depth), repetitions)
 

@@ -50,7 +50,6 @@ class KVStore:
         self.max_len = max_len
         self.rows = (batch, n_kv_heads)
         self.head_dim = head_dim
-        codec = fast_codec(fmt, head_dim, torch.device(device).type) if fmt is not None and fast else None
         self.codec = None
         if fmt is None:
             self.fields = {"values": torch.zeros(max_len, batch, n_kv_heads, head_dim, device=device, dtype=dtype)}
@@ -64,7 +63,8 @@ class KVStore:
             raise FormatError(f"{fmt.spec}: {reason}")
         self.fields = {name: tensor[:1].expand(max_len, *tensor.shape[1:]).clone()
                        for name, tensor in packed.fields.items()}
-        self.codec = codec.bind(self.fields) if codec is not None else None
+        bind = fast_codec(fmt, head_dim, torch.device(device).type) if fast else None
+        self.codec = bind(self.fields) if bind is not None else None
 
     @property
     def nbytes(self) -> int:

@@ -18,7 +18,7 @@ from quantbench.kernels.codecs.blocks_numba import (
     quantize_rotated,
     rotation_arguments,
 )
-from quantbench.kernels.codecs.cache_codecs import BoundCodec, CacheCodec, cache_codec, threads_for
+from quantbench.kernels.codecs.cache_codecs import BoundCodec, cache_codec, threads_for
 from quantbench.kernels.formats import FormatError
 from quantbench.kernels.fwht.numba import LANES
 
@@ -67,17 +67,17 @@ def _bind_blocks(fmt, inner, fields, quantize, dequantize, width: int) -> BoundC
     return BoundCodec(encode, decode)
 
 
-def _blocks(fmt, dim: int) -> CacheCodec:
+def _blocks(fmt, dim: int):
     quantize, dequantize, table = QUANTIZE[fmt.name], DEQUANTIZE[fmt.name], f16_table()
 
     def bind(fields):
         return _bind_blocks(fmt, fmt, fields, lambda x, *a: quantize(x, *a, BLOCK),
                             lambda a, out: dequantize(*a, out, BLOCK, table), BLOCK)
 
-    return CacheCodec("numba/blocks", bind)
+    return bind
 
 
-def _rotated(fmt, dim: int) -> CacheCodec:
+def _rotated(fmt, dim: int):
     g, signs, scale, q4 = rotation_arguments(fmt, dim)
     table = f16_table()
 
@@ -87,7 +87,7 @@ def _rotated(fmt, dim: int) -> CacheCodec:
                             lambda x, *a: quantize_rotated(x, signs, scale, *a, BLOCK, q4, LANES),
                             lambda a, out: dequantize_rotated(*a, out, signs, scale, BLOCK, q4, table, LANES), g)
 
-    return CacheCodec("numba/rotated_blocks", bind)
+    return bind
 
 
 cache_codec("numba/blocks", serves=lambda fmt: fmt.name in FORMATS)(_blocks)

@@ -1,8 +1,8 @@
 """The fast encode and decode a KV-cache store runs instead of its format's torch code
 (harness/model/kv_cache.py), per format and device type.
 
-A provider serves some formats on one device type; given a format and head_dim it builds a
-`CacheCodec`, whose `bind(fields)` ties it to one store's tensors (the store's fields, all
+A provider serves some formats on one device type; given a format and head_dim it returns a
+`bind(fields)` function, which ties its kernels to one store's tensors (the store's fields, all
 positions) and returns a `BoundCodec`:
     encode(x, start)    x float32 contiguous [n, *rows, dim] -> encoded into positions start..start+n-1
     decode(length, out) positions 0..length-1 -> out float32 contiguous [length, *rows, dim]
@@ -43,32 +43,26 @@ class BoundCodec:
 
 
 @dataclass(frozen=True)
-class CacheCodec:
-    name: str  # "<backend>/<kernels>", reported with the cache
-    bind: Callable[[dict], BoundCodec]
-
-
-@dataclass(frozen=True)
 class _Provider:
     name: str
     serves: Callable[[Format], bool]
     device: str
-    build: Callable[[Format, int], CacheCodec]
+    build: Callable[[Format, int], Callable[[dict], BoundCodec]]
 
 
 _PROVIDERS: list[_Provider] = []
 
 
 def cache_codec(name: str, serves: Callable[[Format], bool], device: str = "cpu"):
-    """Register `build(fmt, dim) -> CacheCodec` for the formats `serves` accepts on `device`."""
+    """Register `build(fmt, dim) -> bind` for the formats `serves` accepts on `device`."""
     def deco(build):
         _PROVIDERS.append(_Provider(name, serves, device, build))
         return build
     return deco
 
 
-def fast_codec(fmt: Format, dim: int, device_type: str) -> CacheCodec | None:
-    """The registered codec for this format, head_dim and device type; None: the torch code."""
+def fast_codec(fmt: Format, dim: int, device_type: str) -> Callable[[dict], BoundCodec] | None:
+    """The registered codec's `bind` for this format, head_dim and device type; None: the torch code."""
     from quantbench.kernels.discovery import import_kernel_modules
 
     import_kernel_modules()

@@ -8,10 +8,11 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from quantbench.kernels.codecs.cache_codecs import BoundCodec, CacheCodec, cache_codec, threads_for
+from quantbench.kernels.codecs.cache_codecs import BoundCodec, cache_codec, threads_for
 from quantbench.kernels.common.numba_f16 import f16_bits_to_f32
 from quantbench.kernels.formats import FormatError
-from quantbench.kernels.formats.trellis_numba import group_levels
+from quantbench.kernels.formats.trellis_numba import encode_paths, group_levels, pack_stream
+from quantbench.kernels.formats.turbo_tcq import FP16_MAX
 from quantbench.kernels.fwht.numba import LANES, fwht_lanes
 from quantbench.kernels.registry import variant
 from quantbench.kernels.tcq.spec import is_tcq
@@ -89,13 +90,10 @@ def trellis_inputs(x, signs, rotate, lanes, v, norms):
 
 
 @cache_codec("numba/tcq", serves=is_tcq)
-def _tcq_cache(fmt, dim: int) -> CacheCodec:
+def _tcq_cache(fmt, dim: int):
     """The KV-cache codec (kernels/codecs/cache_codecs.py): the format's encode with its torch steps
     in numba (trellis_inputs, the search, the stream packing, the norm correction in float64), and
     decode_groups into the read buffer."""
-    from quantbench.kernels.formats.trellis_numba import encode_paths, pack_stream
-    from quantbench.kernels.formats.turbo_tcq import FP16_MAX
-
     g = fmt.group_for(dim)
     levels, signs = fmt.levels(g), fmt.sign_vector(g).numpy()
     table = fmt.table
@@ -130,4 +128,4 @@ def _tcq_cache(fmt, dim: int) -> CacheCodec:
 
         return BoundCodec(encode, decode)
 
-    return CacheCodec("numba/tcq", bind)
+    return bind

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from quantbench.kernels.codecs.blocks_numba_cache import position_blocks, raise_on_overflow
-from quantbench.kernels.codecs.cache_codecs import BoundCodec, CacheCodec, cache_codec, threads_for
+from quantbench.kernels.codecs.cache_codecs import BoundCodec, cache_codec, threads_for
 from quantbench.kernels.codecs.turbo_numba import FORMATS, turbo_dequantize, turbo_quantize
 from quantbench.kernels.formats.turbo import qjl_matrix
 from quantbench.kernels.fwht.numba import LANES
@@ -17,7 +17,7 @@ def _half_bits(t: torch.Tensor) -> np.ndarray:
 
 
 @cache_codec("numba/turbo", serves=lambda fmt: fmt.name in FORMATS)
-def _turbo(fmt, dim: int) -> CacheCodec:
+def _turbo(fmt, dim: int):
     g = fmt.group_for(dim)
     signs, levels, bounds = fmt.sign_vector(g).numpy(), fmt.codebook(g).numpy(), fmt.boundaries(g).numpy()
     smat_t = np.ascontiguousarray(qjl_matrix(g).double().numpy().T) if fmt.qjl else np.empty((0, 0), np.float64)
@@ -52,4 +52,4 @@ def _turbo(fmt, dim: int) -> CacheCodec:
         # so its reads stay on the torch code.
         return BoundCodec(encode, None if fmt.qjl else decode)
 
-    return CacheCodec("numba/turbo", bind)
+    return bind
