@@ -26,7 +26,8 @@ from quantbench.kernels.registry import variants
 pytest.importorskip("triton")
 
 HEAD_DIM_128 = dict(batch=1, heads=32, kv_heads=8, n=1, ctx=64, dim=128)
-FULL_GEMM_TILE = dict(m=16, n=64, k=128)  # 16 activation rows a program, as the model's prefill GEMMs
+# 16 activation rows a program, as the model's prefill GEMMs; k = 256 holds one k-quant super-block
+FULL_GEMM_TILE = dict(m=16, n=64, k=256)
 
 CHILD = textwrap.dedent(f"""
     import json
