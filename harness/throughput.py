@@ -124,7 +124,7 @@ def run_throughput(model: Model, policies: list[KVPolicy | None], n_prompt: list
                         graph = f"failed: {str(exc).splitlines()[0][:120]}"
             policy = policies[pi]
             spec = policy.spec if policy is not None else "none"
-            bits = policy.bits_per_value(model.config.head_dim) if policy is not None else \
+            bits = policy.bits_per_value(model.config.head_dim, depth + n) if policy is not None else \
                 torch.finfo(model.dtype).bits
             keyed.append(((pi, di), ThroughputRow(spec, bits, op, n, depth, timing, graph, _shares(model, run),
                                                   attn=attn)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from quantbench.kernels import formats
 from quantbench.kernels.codecs.cache_codecs import fast_codec
 from quantbench.kernels.formats import Format, FormatError, Packed
 
@@ -66,9 +67,15 @@ class KVStore:
         bind = fast_codec(fmt, head_dim, torch.device(device).type) if fast else None
         self.codec = bind(self.fields) if bind is not None else None
 
+    window = 0  # recent positions read from elsewhere (kv_techniques/window.py): none
+
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.fields.values())
+
+    def scale_underflow(self, length: int) -> int:
+        """Blocks among positions 0..length-1 whose fp16 scale underflowed (Packed.scale_underflow)."""
+        return 0 if self.format is None else self.format.count_scale_underflow(self.packed(length))
 
     def write(self, x: torch.Tensor, start: int | torch.Tensor) -> None:
         """Store x [n, batch, kv_heads, head_dim] at positions start..start+n-1.
@@ -128,14 +135,20 @@ class KVCache:
         shape = (max_len, batch, config.n_kv_heads, config.head_dim)
         self.layers = []
         formats_seen: dict[str, Format] = {}
+
+        def make_store(spec: str | None) -> KVStore:
+            if spec is not None and spec not in formats_seen:
+                formats_seen[spec] = formats.get(spec)
+            fmt = None if spec is None else formats_seen[spec]
+            return KVStore(fmt, *shape, device=device, dtype=dtype, fast=fast)
+
         for layer in range(config.n_layers):
             pair = []
             for side in ("k", "v"):
-                fmt = None
-                if kv is not None:
-                    spec = kv.format_for(layer, side)
-                    fmt = formats_seen.setdefault(spec, kv.format(layer, side))
-                pair.append(KVStore(fmt, *shape, device=device, dtype=dtype, fast=fast))
+                store = make_store(None if kv is None else kv.format_for(layer, side))
+                for technique in () if kv is None else kv.techniques_for(side):
+                    store = technique.wrap(store, make_store, layer)
+                pair.append(store)
             self.layers.append(tuple(pair))
 
     @property
@@ -149,8 +162,7 @@ class KVCache:
     def scale_underflow(self, length: int) -> int:
         """Blocks among positions 0..length-1 of every store whose fp16 scale underflowed (their
         values decode to zero or to the block minimum; see Packed.scale_underflow)."""
-        return sum(store.format.count_scale_underflow(store.packed(length))
-                   for pair in self.layers for store in pair if store.format is not None)
+        return sum(store.scale_underflow(length) for pair in self.layers for store in pair)
 
     def check_room(self, start: int, n: int) -> None:
         if start < 0 or start + n > self.max_len:

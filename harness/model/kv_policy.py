@@ -6,6 +6,9 @@ Spec grammar (comma-separated items; later items win):
     turbo3,first4=q8_0,last4=q8_0   layer-adaptive (LA-1); also layers0-3=..., layer7=...
     k=turbo3,v=turbo3,v.last8=q8_0  an override for one side only (k.first4=..., v.layers2-5=...)
 Format specs keep their own options: "turbo3:group=64,last8=q8_0".
+Techniques (harness/model/kv_techniques) are items too, for every layer of a side or both:
+    q4_0_rot,sinks4=q8_0,window32=f16,v.alpha=1.02
+A name of harness/model/named_policies.py (best:3.5) stands for its policy.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from quantbench.kernels import formats
 from quantbench.kernels.formats import Format, FormatError
 
 from .errors import ModelError
+from .kv_techniques import Technique, parse_technique, technique_key
+from .named_policies import expand_named
 
 SIDES = ("k", "v")
 _RANGE = re.compile(r"^(?:(?P<side>[kv])\.)?(?:first(?P<first>\d+)|last(?P<last>\d+)|"
@@ -32,6 +37,11 @@ class KVPolicyError(ModelError):
 class KVPolicy:
     k_formats: tuple[str, ...]  # canonical format spec per layer
     v_formats: tuple[str, ...]
+    techniques: tuple[Technique, ...] = ()  # in the order of the spec
+
+    def techniques_for(self, side: str) -> list[Technique]:
+        """The side's techniques, innermost (first to wrap the store) first."""
+        return sorted((t for t in self.techniques if side in t.sides), key=lambda t: t.order)
 
     @property
     def n_layers(self) -> int:
@@ -49,25 +59,45 @@ class KVPolicy:
 
     @property
     def spec(self) -> str:
+        items = [t.item for t in self.techniques]
         if self.k_formats == self.v_formats:
-            return _side_spec(self.k_formats, "")
+            return ",".join([_side_spec(self.k_formats, ""), *items])
         k_base, k_over = _side_items(self.k_formats, "k.")
         v_base, v_over = _side_items(self.v_formats, "v.")
-        return ",".join([f"k={k_base}", f"v={v_base}", *k_over, *v_over])
+        return ",".join([f"k={k_base}", f"v={v_base}", *k_over, *v_over, *items])
 
     def __str__(self) -> str:
         return self.spec
 
-    def bits_per_value(self, head_dim: int) -> float:
-        """Mean storage bits per cached value, over layers and K/V."""
-        bits = [formats.get(s).bits_per_value_for(head_dim) for s in self.k_formats + self.v_formats]
+    def store_bits(self, layer: int, side: str, head_dim: int, ctx: int | None = None) -> float:
+        """Storage bits per value of one layer's side over ctx positions: its format's, with the
+        positions a technique holds in another format counted in that one, plus the techniques'
+        own side data. Without techniques ctx does not matter; with them it must be given."""
+        base = self.format_for(layer, side)
+        techniques = self.techniques_for(side)
+        if not techniques:
+            return formats.get(base).bits_per_value_for(head_dim)
+        if ctx is None or ctx <= 0:
+            raise KVPolicyError(f"KV policy {self.spec}: its bits per value depend on the context; give a "
+                                "positive ctx")
+        held = [t.held(ctx) for t in techniques]
+        position_format = [base] * ctx
+        for positions, spec in (h for h in held if h is not None):
+            for p in positions:
+                position_format[p] = spec
+        counts = Counter(position_format)
+        stored = sum(n * formats.get(spec).bits_per_value_for(head_dim) for spec, n in counts.items()) / ctx
+        return stored + sum(t.extra_bits(head_dim, ctx) for t in techniques)
+
+    def bits_per_value(self, head_dim: int, ctx: int | None = None) -> float:
+        """Mean storage bits per cached value, over layers and K/V (at context ctx: store_bits)."""
+        bits = [self.store_bits(layer, side, head_dim, ctx) for layer in range(self.n_layers) for side in SIDES]
         return sum(bits) / len(bits)
 
-    def kv_bytes_per_token(self, config) -> float:
-        """Exact cache bytes one token costs, all layers, K and V (side data included)."""
-        values = config.n_kv_heads * config.head_dim
-        return sum(formats.get(s).bits_per_value_for(config.head_dim) * values / 8
-                   for s in self.k_formats + self.v_formats)
+    def kv_bytes_per_token(self, config, ctx: int | None = None) -> float:
+        """Cache bytes one token costs on average over ctx positions, all layers, K and V (side data
+        included; exact for a policy without techniques, whatever ctx)."""
+        return self.bits_per_value(config.head_dim, ctx) * 2 * config.n_layers * config.n_kv_heads * config.head_dim / 8
 
 
 def parse_kv_policy(kv: str | None = None, k: str | None = None, v: str | None = None, *,
@@ -79,16 +109,20 @@ def parse_kv_policy(kv: str | None = None, k: str | None = None, v: str | None =
         if k is None and v is None:
             raise KVPolicyError("no KV format given: pass kv, or both k and v")
         raise KVPolicyError(f"only {'k' if v is None else 'v'} given: pass both k and v, or kv for both")
-    sides = {"k": None, "v": None}
+    sides, techniques = {"k": None, "v": None}, []
     if kv is not None:
-        sides = _parse_items(kv, n_layers, allow_sides=True)
+        sides, techniques = _parse_items(expand_named(kv), n_layers, allow_sides=True)
     for side, text in (("k", k), ("v", v)):
         if text is not None:
-            sides[side] = _parse_items(text, n_layers, allow_sides=False)["k"]
+            one_side, own = _parse_items(text, n_layers, allow_sides=False)
+            if own:
+                raise KVPolicyError(f"KV policy {text!r}: give techniques in the policy of both sides "
+                                    f"(e.g. {side}.{own[0].item}), not in the {side.upper()} format")
+            sides[side] = one_side["k"]
     for side in SIDES:
         if sides[side] is None:
             raise KVPolicyError(f"KV policy {kv!r}: no format for {side.upper()} (give k=... and v=...)")
-    return KVPolicy(tuple(sides["k"]), tuple(sides["v"]))
+    return KVPolicy(tuple(sides["k"]), tuple(sides["v"]), tuple(techniques))
 
 
 def split_policies(text: str) -> list[str]:
@@ -99,8 +133,8 @@ def split_policies(text: str) -> list[str]:
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
-        attaches = _CONTINUES.match(item) or (item.startswith("v=") and policies
-                                                     and policies[-1].startswith("k="))
+        attaches = _CONTINUES.match(item) or ("=" in item and technique_key(item.partition("=")[0].strip())) or (
+            item.startswith("v=") and policies and policies[-1].startswith("k="))
         if attaches and policies:
             policies[-1] += "," + item
         else:
@@ -108,11 +142,11 @@ def split_policies(text: str) -> list[str]:
     return policies
 
 
-def _parse_items(text: str, n_layers: int, allow_sides: bool) -> dict[str, list[str] | None]:
+def _parse_items(text: str, n_layers: int, allow_sides: bool) -> tuple[dict[str, list[str] | None], list]:
     if not isinstance(text, str) or not text.strip():
         raise KVPolicyError(f"KV policy must be a non-empty string, got {text!r}")
     layers: dict[str, list[str] | None] = {"k": None, "v": None}
-    overrides = []
+    overrides, techniques = [], []
     for item in (part.strip() for part in text.split(",")):
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -120,6 +154,8 @@ def _parse_items(text: str, n_layers: int, allow_sides: bool) -> dict[str, list[
             layers[key] = [_canonical(value, text)] * n_layers
         elif sep and _RANGE.match(key):
             overrides.append((key, _canonical(value, text)))
+        elif sep and technique_key(key):
+            techniques.append(parse_technique(key, value, text))
         elif not item:
             raise KVPolicyError(f"KV policy {text!r}: empty item")
         elif layers["k"] is None and layers["v"] is None and not overrides:
@@ -138,7 +174,10 @@ def _parse_items(text: str, n_layers: int, allow_sides: bool) -> dict[str, list[
                 raise KVPolicyError(f"KV policy {text!r}: {key!r} overrides {s.upper()} before it has a format")
             for layer in _layer_range(match, n_layers, text):
                 layers[s][layer] = fmt
-    return layers
+    names = [(t.name, t.sides) for t in techniques]
+    if len(set(names)) < len(names):
+        raise KVPolicyError(f"KV policy {text!r}: a technique is given twice for the same side")
+    return layers, techniques
 
 
 def _layer_range(match, n_layers: int, text: str) -> range:

@@ -111,8 +111,8 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
         blocks = parts[(_weights_label(w), policy.spec)]
         stats = TokenStats.cat(blocks)
         row = {"kv": policy.spec, "case": case, "variant": attn,
-               "bits_per_value": policy.bits_per_value(model.config.head_dim),
-               "kv_bytes_per_token": policy.kv_bytes_per_token(model.config)}
+               "bits_per_value": policy.bits_per_value(model.config.head_dim, ctx),
+               "kv_bytes_per_token": policy.kv_bytes_per_token(model.config, ctx)}
         if hasattr(w, "row_fields"):
             row.update(w.row_fields(policy.spec, attn))
         elif w is not None:

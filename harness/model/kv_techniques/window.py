@@ -1,0 +1,60 @@
+"""`window<W>=<format>`: the last W positions a query sees stay in a format of higher precision until
+they age out (KIVI's full-precision residual; Liu et al. 2024, "KIVI: a tuning-free asymmetric 2bit
+quantization for KV cache"). Every position is also quantized in the policy's format, which is what
+a query reads once the position is W or more behind it.
+
+Which positions are recent depends on the query: in a prefill chunk, the query at position p reads
+p - W + 1 .. p at the higher precision and the older ones quantized, as it would have during decode.
+So the store gives attention both reads (`read`, `read_recent`) and its `window`, and
+attention/windowed.py picks per query and key. Bits per value count W positions of the context in
+the higher format (a window of 32 in f16 at ctx 512 adds about 1 bit to a 3-bit format).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import Technique, technique
+from .sinks import held_format
+from .stores import TechniqueStore, host_start
+
+
+@technique
+@dataclass(frozen=True)
+class Window(Technique):
+    count: int = 32
+    spec: str = "f16"
+    name = "window"
+    order = 20
+    needs_count = True
+
+    @classmethod
+    def parse(cls, sides, count, value, text):
+        return cls(sides, count, held_format(value, text))
+
+    @property
+    def item(self) -> str:
+        return f"{self.side_prefix()}window{self.count}={self.spec}"
+
+    def wrap(self, store, make_store, layer):
+        return WindowStore(store, make_store(self.spec), self.count)
+
+    def held(self, ctx):
+        return range(max(ctx - self.count, 0), ctx), self.spec
+
+
+class WindowStore(TechniqueStore):
+    def __init__(self, inner, recent, count: int):
+        super().__init__(inner, recent)
+        self.recent, self.count = recent, count
+
+    @property
+    def window(self) -> int:
+        return self.count
+
+    def write(self, x, start):
+        start = host_start(start, "window")
+        self.inner.write(x, start)
+        self.recent.write(x, start)
+
+    def read_recent(self, length, dtype):
+        return self.recent.read(length, dtype)

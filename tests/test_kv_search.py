@@ -1,0 +1,66 @@
+"""`quantbench search` (harness/kv_search.py) end to end on a tiny GGUF model, and the named policies
+(harness/model/named_policies.py)."""
+import json
+
+import pytest
+from model_helpers import random_hf_weights, tiny_hf_config, write_gguf
+
+from quantbench.harness.cli import main
+from quantbench.harness.kv_search import SearchSpace, within_budget
+from quantbench.harness.model import parse_kv_policy
+from quantbench.harness.model.named_policies import NAMED_POLICIES
+
+TEXT = ("The quick brown fox jumps over the lazy dog; then the dog sleeps, the fox runs home "
+        "and the hens are safe for another night. ") * 3
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    cfg = tiny_hf_config()
+    write_gguf(folder / "tiny.gguf", cfg, random_hf_weights(cfg))
+    (folder / "corpus.txt").write_text(TEXT)
+    return folder
+
+
+def test_the_space_keeps_what_fits_the_budget_at_the_context():
+    space = SearchSpace(("q4_0", "q8_0"), (4, 8), "f16")
+    policies = space.policies(n_layers=2)
+    assert len(policies) == 4 * 3
+    fitting = within_budget(policies, 5.0, head_dim=32, ctx=16)
+    assert {p.spec for p in fitting} == {"q4_0"}  # a window of 4 in f16 at ctx 16 is 7.375 bits
+    assert {p.spec for p in within_budget(policies, 5.0, head_dim=32, ctx=512)} == {
+        "q4_0", "q4_0,window4=f16", "q4_0,window8=f16"}
+
+
+def test_search_measures_the_front_and_the_baseline(tiny, tmp_path, capsys):
+    html, results = tmp_path / "front.html", tmp_path / "search.jsonl"
+    code = main(["search", "-m", str(tiny / "tiny.gguf"), "--corpus", str(tiny / "corpus.txt"), "--budget", "8",
+                 "--ctx", "16", "--chunks", "2", "--screen-chunks", "1", "--ladder", "q4_0,q8_0",
+                 "--windows", "2", "--window-format", "f16", "--baseline", "q8_0", "--html", str(html),
+                 "--results", str(results)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "screen: " in out and "best within 8.0 bits per value:" in out
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    measured = {r["format"] for r in records if r["metric"] == "kld_mean"}
+    assert "q8_0" in measured and measured <= {"q4_0", "k=q4_0,v=q8_0", "k=q8_0,v=q4_0", "q8_0",
+                                               "q4_0,window2=f16", "k=q4_0,v=q8_0,window2=f16",
+                                               "k=q8_0,v=q4_0,window2=f16"}
+    bits = {r["format"]: r["value"] for r in records if r["metric"] == "bits_per_value"}
+    assert all(value <= 8 for spec, value in bits.items() if spec != "q8_0") and bits["q8_0"] == 8.5
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "<svg" in page
+
+
+def test_search_refuses_an_empty_space(tiny, capsys):
+    code = main(["search", "-m", str(tiny / "tiny.gguf"), "--corpus", str(tiny / "corpus.txt"), "--budget", "1",
+                 "--ctx", "16", "--chunks", "1", "--ladder", "q4_0", "--windows", "none", "--no-store"])
+    assert code == 2 and "no policy of the space fits 1.0 bits" in capsys.readouterr().err
+
+
+def test_named_policies_stand_for_their_spec():
+    for name, named in NAMED_POLICIES.items():
+        assert parse_kv_policy(name, n_layers=30) == parse_kv_policy(named.spec, n_layers=30)
+        assert named.source
+    assert parse_kv_policy("best:3.5", n_layers=30).bits_per_value(64, 512) <= 3.5

@@ -1,0 +1,171 @@
+"""KV-cache techniques (harness/model/kv_techniques): each one's invariant on a tiny random model,
+its honest bits per value at the context measured, and the policy items' parsing and errors.
+
+- v.alpha: a = 1 is the identity, bit for bit; decode-time a multiplies what is read; encode-time
+  a is stored in the codes; auto follows EXP-0046's table.
+- sinks: the sink positions decode exactly in f16 / f32 and the others as the plain format.
+- window: a prefill chunk gives the logits of token-by-token decode (each query reads the last W
+  positions at the higher precision, the older ones quantized); a window as wide as the context
+  is the higher format's policy; a window in the policy's own format changes nothing.
+"""
+import math
+
+import pytest
+import torch
+
+from quantbench.harness.model import ModelConfig, load_model, parse_kv_policy
+from quantbench.harness.model.kv_policy import split_policies
+from quantbench.harness.model.kv_techniques import KVTechniqueError, technique_names
+from quantbench.harness.model.kv_techniques.alpha import auto_alpha
+
+CONFIG = ModelConfig(n_layers=2, n_heads=6, n_kv_heads=2, head_dim=64, dim=96, hidden_dim=128, vocab_size=100,
+                     max_seq_len=64, name="tiny")
+TOKENS = torch.randint(0, 100, (1, 24), generator=torch.Generator().manual_seed(0))
+N_LAYERS = CONFIG.n_layers
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(config=CONFIG)
+
+
+def logits(model, kv, n=20):
+    return model.logits(TOKENS[:, :n], kv)
+
+
+def stores(model, kv, n=20):
+    cache = model.new_cache(1, 32, kv)
+    model.forward(TOKENS[:, :n], cache, 0)
+    return cache
+
+
+def test_the_techniques_are_discovered():
+    assert {"alpha", "sinks", "window"} <= set(technique_names())
+
+
+def test_items_round_trip_and_attach_to_their_policy():
+    spec = "k=q4_0_rot,v=turbo3,sinks4=q8_0,v.window32=f16,v.alpha=1.02@encode"
+    policy = parse_kv_policy(spec, n_layers=N_LAYERS)
+    assert policy.spec == spec
+    assert parse_kv_policy(policy.spec, n_layers=N_LAYERS) == policy
+    assert split_policies("f16,turbo3,window16=q8_0,v.alpha=auto,q8_0") == [
+        "f16", "turbo3,window16=q8_0,v.alpha=auto", "q8_0"]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("turbo3,alpha=1.1", "one side only: write v.alpha"),
+    ("turbo3,v.alpha=-1", "positive finite"),
+    ("turbo3,v.alpha=nan", "positive finite"),
+    ("turbo3,v.alpha=big", "not a number or auto"),
+    ("turbo3,v.alpha=1.1@later", "alpha mode 'later'"),
+    ("turbo3,v.alpha=auto@encode", "decode time only"),
+    ("turbo3,sinks=q8_0", r"sinks<N>=\.\.\."),
+    ("turbo3,window0=f16", "positive count"),
+    ("turbo3,window8=nope", "unknown format 'nope'"),
+    ("turbo3,window8=f16,window16=f16", "given twice"),
+])
+def test_bad_items_are_clear_errors(spec, message):
+    with pytest.raises(KVTechniqueError if "twice" not in message else Exception, match=message):
+        parse_kv_policy(spec, n_layers=N_LAYERS)
+
+
+def test_bits_count_every_held_position_at_the_context():
+    def bits(spec, ctx):
+        return parse_kv_policy(spec, n_layers=N_LAYERS).bits_per_value(64, ctx)
+
+    assert bits("turbo3,window32=f16", 512) == pytest.approx((480 * 3.25 + 32 * 16) / 512)  # about +0.8 bit
+    assert bits("turbo3,v.window32=f16", 512) == pytest.approx((3.25 + (480 * 3.25 + 32 * 16) / 512) / 2)
+    assert bits("q4_0_rot,sinks4=q8_0,window32=f16", 512) == pytest.approx((476 * 4.5 + 4 * 8.5 + 32 * 16) / 512)
+    assert bits("turbo3,window32=f16", 16) == 16.0  # the whole context in the window
+    assert bits("turbo3,window32=f16", 32768) < bits("turbo3,window32=f16", 512)
+    assert bits("turbo3,v.alpha=1.05", 512) == 3.25
+    with pytest.raises(Exception, match="depend on the context"):
+        parse_kv_policy("turbo3,sinks4=q8_0", n_layers=N_LAYERS).bits_per_value(64)
+
+
+def test_alpha_one_is_the_identity(model):
+    assert torch.equal(logits(model, "turbo3,v.alpha=1"), logits(model, "turbo3"))
+    assert torch.equal(logits(model, "turbo3,v.alpha=1@encode"), logits(model, "turbo3"))
+
+
+def test_decode_alpha_scales_what_is_read_and_encode_alpha_is_stored(model):
+    plain, scaled = stores(model, "turbo3"), stores(model, "turbo3,v.alpha=1.1")
+    (_, v_plain), (k_scaled, v_scaled) = plain.layers[0], scaled.layers[0]  # layer 0: the same K and V written
+    assert torch.equal(v_scaled.read(20, torch.float32), v_plain.read(20, torch.float32) * 1.1)
+    assert k_scaled.format is not None  # K is untouched: still the plain store
+    encoded = stores(model, "q8_0,v.alpha=1.5@encode")
+    v_store = encoded.layers[0][1]
+    assert v_store.inner.packed(20)["d"].abs().max() > stores(model, "q8_0").layers[0][1].packed(20)["d"].abs().max()
+
+
+def test_auto_alpha_follows_the_seed_table():
+    assert auto_alpha(3.25, 2048) == pytest.approx(1.022) and auto_alpha(3.25, 32768) == pytest.approx(1.002)
+    assert auto_alpha(2.25, 2048) == pytest.approx(1.039) and auto_alpha(2.25, 1 << 20) == pytest.approx(1.094)
+    assert auto_alpha(2.25, 8192) == pytest.approx((1.039 + 1.094) / 2)  # halfway in log2(ctx)
+    assert auto_alpha(4.25, 512) == 1.0 and math.isfinite(auto_alpha(3.0, 1))
+
+
+def test_sink_positions_decode_exactly_and_the_rest_as_the_format(model):
+    cache, plain, full = stores(model, "q4_0,sinks3=f32"), stores(model, "q4_0"), stores(model, "f32")
+    (k, _), (k_plain, _), (k_full, _) = cache.layers[0], plain.layers[0], full.layers[0]
+    got = k.read(20, torch.float32)
+    assert torch.equal(got[:3], k_full.read(3, torch.float32))
+    assert torch.equal(got[3:], k_plain.read(20, torch.float32)[3:])
+
+
+def test_window_prefill_equals_token_by_token_decode(model):
+    kv = "q4_0,window5=f32"
+    prefill = model.forward(TOKENS[:, :16], model.new_cache(1, 32, kv), 0)[0]
+    cache = model.new_cache(1, 32, kv)
+    steps = torch.cat([model.forward(TOKENS[:, i:i + 1], cache, i)[0] for i in range(16)])
+    torch.testing.assert_close(prefill, steps, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(prefill, logits(model, "q4_0", 16)[0], atol=1e-3)  # the window does something
+    assert not torch.allclose(prefill, logits(model, None, 16)[0], atol=1e-3)  # and old positions are quantized
+
+
+def test_window_positions_decode_exactly(model):
+    assert torch.allclose(logits(model, "q4_0,window32=f32"), logits(model, None), atol=1e-5)
+    torch.testing.assert_close(logits(model, "q4_0,window4=q4_0"), logits(model, "q4_0"), rtol=1e-5, atol=1e-5)
+
+
+def test_technique_stores_fall_back_from_native_attention(model):
+    want = model.logits(TOKENS[:, :20], "turbo3,v.alpha=1.1", attn="dequant_sdpa")
+    for attn in ("native", "auto"):
+        torch.testing.assert_close(model.logits(TOKENS[:, :20], "turbo3,v.alpha=1.1", attn=attn), want)
+
+
+def test_one_side_specs_refuse_techniques():
+    with pytest.raises(Exception, match="give techniques in the policy of both sides"):
+        parse_kv_policy(k="turbo3,sinks4=q8_0", v="turbo3", n_layers=N_LAYERS)
+
+
+class FakeStore:
+    def __init__(self, old, recent, window):
+        self.old, self.recent, self.window = old, recent, window
+
+    def read(self, length, dtype):
+        return self.old[:length].to(dtype)
+
+    def read_recent(self, length, dtype):
+        return self.recent[:length].to(dtype)
+
+
+@pytest.mark.parametrize(("k_window", "v_window"), [(3, 3), (3, 0), (0, 5)])
+def test_windowed_attention_picks_each_pairs_key_and_value(k_window, v_window):
+    from quantbench.harness.model.attention.windowed import windowed_sdpa
+
+    g = torch.Generator().manual_seed(3)
+    length, n, heads, kv_heads, d = 10, 4, 4, 2, 8
+    k_old, k_new, v_old, v_new = (torch.randn(length, 1, kv_heads, d, generator=g) for _ in range(4))
+    q = torch.randn(1, heads, n, d, generator=g)
+    mask = torch.arange(length)[None, :] <= torch.arange(length - n, length)[:, None]
+    got = windowed_sdpa(q, FakeStore(k_old, k_new, k_window), FakeStore(v_old, v_new, v_window), length, mask)
+    for h in range(heads):
+        kv = h // (heads // kv_heads)
+        for i in range(n):
+            p = length - n + i
+            keys = [k_new[j, 0, kv] if p - j < k_window else k_old[j, 0, kv] for j in range(p + 1)]
+            values = [v_new[j, 0, kv] if p - j < v_window else v_old[j, 0, kv] for j in range(p + 1)]
+            weights = torch.softmax(torch.stack(keys).double() @ q[0, h, i].double() / math.sqrt(d), dim=0)
+            want = weights @ torch.stack(values).double()
+            torch.testing.assert_close(got[0, h, i].double(), want, rtol=1e-5, atol=1e-6)
