@@ -169,3 +169,86 @@ def test_windowed_attention_picks_each_pairs_key_and_value(k_window, v_window):
             weights = torch.softmax(torch.stack(keys).double() @ q[0, h, i].double() / math.sqrt(d), dim=0)
             want = weights @ torch.stack(values).double()
             torch.testing.assert_close(got[0, h, i].double(), want, rtol=1e-5, atol=1e-6)
+
+
+def channel_stats(seed=7):
+    from quantbench.harness.model.kv_calibration import KVCalibration
+
+    g = torch.Generator().manual_seed(seed)
+    shape = (CONFIG.n_kv_heads, CONFIG.head_dim)
+    absmax = {(layer, side): torch.rand(shape, generator=g) * 4 + 0.1 for layer in range(N_LAYERS) for side in "kv"}
+    return KVCalibration(absmax, {key: value / 3 for key, value in absmax.items()}, "seeded")
+
+
+@pytest.fixture
+def calibrated(model):
+    model.kv_stats = channel_stats()
+    yield model
+    model.kv_stats = None
+
+
+@pytest.mark.parametrize("item", ["k.equalize=1", "k.equalize=auto", "dc=on", "reorder=on"])
+def test_lossless_formats_keep_the_logits_under_each_transform(calibrated, item):
+    torch.testing.assert_close(logits(calibrated, f"f32,{item}"), logits(calibrated, "f32"), rtol=1e-5, atol=1e-5)
+    assert not torch.equal(logits(calibrated, f"q4_0,{item}"), logits(calibrated, "q4_0"))
+
+
+def test_equalize_keeps_q_dot_k_and_strength_zero_is_the_identity(calibrated):
+    from quantbench.harness.model.kv_techniques.equalize import channel_scales
+
+    s = channel_scales(channel_stats().absmax(0, "k"), 1.0)
+    assert torch.allclose(s.log().mean(-1), torch.zeros(CONFIG.n_kv_heads), atol=1e-3)  # geometric mean 1
+    q, k = torch.randn(CONFIG.n_kv_heads, 64), torch.randn(CONFIG.n_kv_heads, 64)
+    torch.testing.assert_close(((q / s) * (k * s)).sum(-1), (q * k).sum(-1))
+    assert torch.equal(logits(calibrated, "q4_0,k.equalize=0"), logits(calibrated, "q4_0"))
+
+
+def test_dc_removal_stores_zero_mean_tokens(calibrated):
+    cache = stores(calibrated, "q8_0,dc=on")
+    inner = cache.layers[0][0].inner.read(20, torch.float32)
+    assert float(inner.mean(-1).abs().max()) < 2e-2  # the mean is removed to fp16 and q8_0 accuracy
+    assert float(stores(calibrated, "q8_0").layers[0][0].read(20, torch.float32).mean(-1).abs().max()) > 0.05
+
+
+def test_reorder_deals_the_largest_channels_to_every_group():
+    from quantbench.harness.model.kv_techniques.reorder import dealt_order
+
+    absmax = torch.arange(64.0).flip(0)[None, :]  # channel 0 largest
+    order = dealt_order(absmax, groups=2)[0]
+    assert sorted(order.tolist()) == list(range(64))
+    assert order[:32].tolist() == list(range(0, 64, 2)) and order[32:].tolist() == list(range(1, 64, 2))
+
+
+def test_walsh_order_is_a_sequency_sort_and_only_blocks_and_trellises_notice(model):
+    from quantbench.harness.model.kv_techniques.walsh import sequency_order
+    from quantbench.kernels.formats.rotation import fwht
+
+    rows = fwht(torch.eye(16))[sequency_order(16)] > 0
+    assert (rows[:, 1:] != rows[:, :-1]).sum(-1).tolist() == list(range(16))
+    torch.testing.assert_close(logits(model, "turbo3,walsh=on"), logits(model, "turbo3"), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(logits(model, "q4_0_rot,walsh=on"), logits(model, "q4_0_rot"), atol=1e-4)
+    with pytest.raises(KVTechniqueError, match="q4_0 does not rotate"):
+        logits(model, "q4_0,walsh=on")
+
+
+def test_calibrated_side_data_is_counted():
+    def bits(spec, ctx=512):
+        return parse_kv_policy(spec, n_layers=N_LAYERS).bits_per_value(64, ctx)
+
+    assert bits("turbo3,k.equalize=auto") == pytest.approx(3.25 + 16 / 512 / 2)  # K only: half the values
+    assert bits("turbo3,dc=on") == pytest.approx(3.25 + 16 / 64)
+    assert bits("turbo3,reorder=on") == pytest.approx(3.25 + 6 / 512)
+
+
+def test_calibration_of_a_real_tokenizer_model(tmp_path):
+    from model_helpers import random_hf_weights, tiny_hf_config, write_gguf
+
+    from quantbench.harness.model.kv_calibration import calibrate
+
+    cfg = tiny_hf_config()
+    write_gguf(tmp_path / "tiny.gguf", cfg, random_hf_weights(cfg))
+    tiny = load_model(tmp_path / "tiny.gguf")
+    stats = calibrate(tiny, n_seq=2, length=32)
+    assert stats.absmax(1, "k").shape == (2, 32) and bool((stats.absmax(1, "k") > 0).all())
+    assert bool((stats.mean_square(0, "v") <= stats.absmax(0, "v") ** 2 + 1e-6).all())
+    assert stats.source.endswith(":2x32")

@@ -48,6 +48,7 @@ class KVStore:
     def __init__(self, fmt: Format | None, max_len: int, batch: int, n_kv_heads: int, head_dim: int,
                  device, dtype: torch.dtype, fast: bool = True):
         self.format = fmt
+        self.device = torch.device(device)
         self.max_len = max_len
         self.rows = (batch, n_kv_heads)
         self.head_dim = head_dim
@@ -68,6 +69,11 @@ class KVStore:
         self.codec = bind(self.fields) if bind is not None else None
 
     window = 0  # recent positions read from elsewhere (kv_techniques/window.py): none
+
+    @property
+    def base_format(self) -> Format | None:
+        """The format of the codes (techniques' stores hide theirs: kv_techniques/stores.py)."""
+        return self.format
 
     @property
     def nbytes(self) -> int:
@@ -118,10 +124,12 @@ class KVStore:
 
 
 class KVCache:
-    """Every layer's K and V stores plus the attention backend that reads them."""
+    """Every layer's K and V stores plus the attention backend that reads them. `calibration`: a
+    callable giving the model's KVCalibration, for the techniques calibrated on it (None: none)."""
 
     def __init__(self, config, batch: int, max_len: int, kv: KVPolicy | None = None,
-                 attn: str = "dequant_sdpa", device="cpu", dtype: torch.dtype = torch.float32, fast: bool = True):
+                 attn: str = "dequant_sdpa", device="cpu", dtype: torch.dtype = torch.float32, fast: bool = True,
+                 calibration=None):
         if max_len > config.max_seq_len:
             raise ContextLengthError(f"KV cache of {max_len} positions is longer than the model's context "
                                      f"({config.max_seq_len})")
@@ -147,7 +155,7 @@ class KVCache:
             for side in ("k", "v"):
                 store = make_store(None if kv is None else kv.format_for(layer, side))
                 for technique in () if kv is None else kv.techniques_for(side):
-                    store = technique.wrap(store, make_store, layer)
+                    store = technique.wrap(store, make_store, layer, side, calibration)
                 pair.append(store)
             self.layers.append(tuple(pair))
 

@@ -27,6 +27,7 @@ class Model:
         self.tokenizer = tokenizer
         self.source = source
         self.transformer = Transformer(config, weights).eval()
+        self.kv_stats = None  # KVCalibration, made by kv_calibration() on first use
 
     def __repr__(self) -> str:
         c = self.config
@@ -50,7 +51,17 @@ class Model:
                   attn: str = "dequant_sdpa") -> KVCache:
         if batch <= 0 or max_len <= 0:
             raise ModelError(f"cache needs a positive batch and length, got batch={batch} max_len={max_len}")
-        return KVCache(self.config, batch, max_len, self.policy(kv), attn, self.device, self.dtype)
+        return KVCache(self.config, batch, max_len, self.policy(kv), attn, self.device, self.dtype,
+                       calibration=self.kv_calibration)
+
+    def kv_calibration(self):
+        """Statistics of the model's own K and V (harness/model/kv_calibration.py), computed on first
+        use and kept in `kv_stats` (which may also be set to a KVCalibration of one's own)."""
+        if self.kv_stats is None:
+            from .kv_calibration import calibrate
+
+            self.kv_stats = calibrate(self)
+        return self.kv_stats
 
     def forward(self, tokens: torch.Tensor, cache: KVCache, start_pos: int | torch.Tensor = 0,
                 sections=None, last_only: bool = False) -> torch.Tensor:

@@ -7,13 +7,15 @@ this package registers its class with `@technique`; a new technique is a new fil
 
 A technique object is frozen and knows:
     item           its canonical policy item
-    wrap(store, make_store, layer)
+    wrap(store, make_store, layer, side, calibration)
                    the store that layer's side uses, built around `store` (a KVStore or an
                    earlier technique's store); `make_store(spec)` builds a KVStore of the same shape
-                   in another format (for positions kept at a higher precision)
+                   in another format (for positions kept at a higher precision); `calibration()`
+                   gives the model's KVCalibration (kv_calibration.py) to techniques that need it
     held(ctx)      (positions, format spec) it stores in another format at context ctx, or None
     extra_bits(head_dim, ctx)
-                   bits per value it adds beyond the stored codes (scales, tables)
+                   bits per value it adds beyond the stored codes (scales, tables: a table of the
+                   model's, such as calibrated scales, counted once per layer over the ctx positions)
 Stores made by techniques have `format` None, so the attention backends read them through
 `read` (dequant_sdpa), never through a native kernel that would bypass them.
 """
@@ -42,7 +44,7 @@ class Technique:
 
     sides: tuple[str, ...]
     name = ""
-    order = 0  # wrapping order, innermost first
+    order = 0  # wrapping order, innermost (nearest the format, last to see a written value) first
     needs_count = False  # the item carries a count: sinks4=..., window32=...
     one_side = None  # the side the technique is defined for, when only one
 
@@ -57,7 +59,7 @@ class Technique:
     def side_prefix(self) -> str:
         return "" if self.sides == SIDES else f"{self.sides[0]}."
 
-    def wrap(self, store, make_store, layer: int):
+    def wrap(self, store, make_store, layer: int, side: str, calibration):
         raise NotImplementedError
 
     def held(self, ctx: int) -> tuple[range, str] | None:

@@ -15,7 +15,11 @@ class TechniqueStore:
     def __init__(self, inner, *others):
         self.inner = inner
         self.stores = (inner, *others)  # every store it holds, for bytes and underflow counts
-        self.max_len, self.rows, self.head_dim = inner.max_len, inner.rows, inner.head_dim
+        self.max_len, self.rows, self.head_dim, self.device = inner.max_len, inner.rows, inner.head_dim, inner.device
+
+    @property
+    def base_format(self):
+        return self.inner.base_format
 
     @property
     def window(self) -> int:
@@ -48,3 +52,17 @@ def host_start(start, technique: str) -> int:
         raise ModelError(f"KV technique {technique} needs host positions; CUDA-graph decode writes by device "
                          "index (run without --cuda-graph)")
     return int(start)
+
+
+class TransformStore(TechniqueStore):
+    """Stores forward(x) in `inner` and reads inverse(decoded): x [n, batch, kv_heads, head_dim]."""
+
+    def __init__(self, inner, forward, inverse):
+        super().__init__(inner)
+        self.forward, self.inverse = forward, inverse
+
+    def write(self, x, start):
+        self.inner.write(self.forward(x), start)
+
+    def read(self, length, dtype):
+        return self.inverse(self.inner.read(length, torch.float32)).to(dtype)
