@@ -141,7 +141,8 @@ def test_one_side_specs_refuse_techniques():
 
 class FakeStore:
     def __init__(self, old, recent, window):
-        self.old, self.recent, self.window = old, recent, window
+        self.old, self.recent = old, recent
+        self.recent_mask = (lambda positions, keys: positions - keys < window) if window else None
 
     def read(self, length, dtype):
         return self.old[:length].to(dtype)
@@ -252,3 +253,32 @@ def test_calibration_of_a_real_tokenizer_model(tmp_path):
     assert stats.absmax(1, "k").shape == (2, 32) and bool((stats.absmax(1, "k") > 0).all())
     assert bool((stats.mean_square(0, "v") <= stats.absmax(0, "v") ** 2 + 1e-6).all())
     assert stats.source.endswith(":2x32")
+
+
+def test_kivi_groups_quantize_per_channel_and_keep_their_range():
+    from quantbench.kernels.formats.token_groups import token_group_format
+
+    fmt = token_group_format("kivi2:group=4")
+    x = torch.randn(4, 1, 2, 64, generator=torch.Generator().manual_seed(1))
+    x[:, 0, 0, 5] = 0.75  # a constant channel decodes exactly
+    levels, scale, low = fmt.quantize(x)
+    decoded = fmt.dequantize(levels, scale, low)
+    assert int(levels.max()) <= 3 and decoded[:, 0, 0, 5].eq(0.75).all()
+    assert bool((decoded - x).abs().le(scale.float() / 2 + 1e-3).all())  # at most half a step from each value
+    assert fmt.bits_per_value_for(64) == 2 + 32 / 4
+    with pytest.raises(Exception, match="group holds 4 tokens"):
+        fmt.quantize(x[:3])
+
+
+def test_kivi_prefill_equals_decode_and_counts_its_residual(model):
+    kv = "k=kivi2:group=4,v=q8_0"
+    prefill = model.forward(TOKENS[:, :14], model.new_cache(1, 32, kv), 0)[0]
+    cache = model.new_cache(1, 32, kv)
+    steps = torch.cat([model.forward(TOKENS[:, i:i + 1], cache, i)[0] for i in range(14)])
+    torch.testing.assert_close(prefill, steps, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(prefill, logits(model, "k=f16,v=q8_0", 14)[0], atol=1e-3)  # the groups quantize
+    policy = parse_kv_policy(kv, n_layers=N_LAYERS)
+    k_bits = (12 * (2 + 8) + 2 * 16) / 14  # 3 complete groups of 4 tokens, 2 tokens waiting in fp16
+    assert policy.bits_per_value(64, 14) == pytest.approx((k_bits + 8.5) / 2)
+    with pytest.raises(Exception, match="also takes the token-axis formats kivi2, kivi4"):
+        parse_kv_policy("kivi3", n_layers=N_LAYERS)

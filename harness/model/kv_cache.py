@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import torch
 
-from quantbench.kernels import formats
 from quantbench.kernels.codecs.cache_codecs import fast_codec
 from quantbench.kernels.formats import Format, FormatError, Packed
+from quantbench.kernels.formats.token_groups import ChannelGroups
 
 from .attention import get_attention
 from .errors import ContextLengthError
-from .kv_policy import KVPolicy
+from .kv_policy import KVPolicy, cache_format
+from .token_group_store import TokenGroupStore
 
 
 def per_row_problem(packed: Packed, lead: tuple[int, ...]) -> str | None:
@@ -68,7 +69,7 @@ class KVStore:
         bind = fast_codec(fmt, head_dim, torch.device(device).type) if fast else None
         self.codec = bind(self.fields) if bind is not None else None
 
-    window = 0  # recent positions read from elsewhere (kv_techniques/window.py): none
+    recent_mask = None  # no positions read from elsewhere when recent (kv_techniques/window.py)
 
     @property
     def base_format(self) -> Format | None:
@@ -144,10 +145,12 @@ class KVCache:
         self.layers = []
         formats_seen: dict[str, Format] = {}
 
-        def make_store(spec: str | None) -> KVStore:
+        def make_store(spec: str | None):
             if spec is not None and spec not in formats_seen:
-                formats_seen[spec] = formats.get(spec)
+                formats_seen[spec] = cache_format(spec)
             fmt = None if spec is None else formats_seen[spec]
+            if isinstance(fmt, ChannelGroups):
+                return TokenGroupStore(fmt, *shape, device=device, dtype=dtype)
             return KVStore(fmt, *shape, device=device, dtype=dtype, fast=fast)
 
         for layer in range(config.n_layers):

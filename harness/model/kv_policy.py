@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from quantbench.kernels import formats
 from quantbench.kernels.formats import Format, FormatError
+from quantbench.kernels.formats.token_groups import token_group_format
 
 from .errors import ModelError
 from .kv_techniques import Technique, parse_technique, technique_key
@@ -31,6 +32,18 @@ _CONTINUES = re.compile(r"^(?:[kv]\.)?(?:first|last|layers?)\d[\w-]*=")  # a lay
 
 class KVPolicyError(ModelError):
     """A KV policy spec that does not parse or does not fit the model."""
+
+
+def cache_format(spec: str):
+    """The format a policy names: a token-axis format (kivi2, kivi4: kernels/formats/token_groups.py)
+    or a registered per-row one."""
+    grouped = token_group_format(spec)
+    if grouped is not None:
+        return grouped
+    try:
+        return formats.get(spec)
+    except FormatError as exc:
+        raise FormatError(f"{exc}; a KV cache also takes the token-axis formats kivi2, kivi4") from None
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ class KVPolicy:
         return (self.k_formats if side == "k" else self.v_formats)[layer]
 
     def format(self, layer: int, side: str) -> Format:
-        return formats.get(self.format_for(layer, side))
+        return cache_format(self.format_for(layer, side))
 
     @property
     def spec(self) -> str:
@@ -75,18 +88,21 @@ class KVPolicy:
         own side data. Without techniques ctx does not matter; with them it must be given."""
         base = self.format_for(layer, side)
         techniques = self.techniques_for(side)
-        if not techniques:
-            return formats.get(base).bits_per_value_for(head_dim)
+        grouped = token_group_format(base)
+        if not techniques and (grouped is None or ctx is None):
+            return cache_format(base).bits_per_value_for(head_dim)
         if ctx is None or ctx <= 0:
             raise KVPolicyError(f"KV policy {self.spec}: its bits per value depend on the context; give a "
                                 "positive ctx")
         held = [t.held(ctx) for t in techniques]
+        if grouped is not None:  # the tokens of an incomplete last group wait in fp16
+            held.insert(0, (range(ctx // grouped.group * grouped.group, ctx), "f16"))
         position_format = [base] * ctx
         for positions, spec in (h for h in held if h is not None):
             for p in positions:
                 position_format[p] = spec
         counts = Counter(position_format)
-        stored = sum(n * formats.get(spec).bits_per_value_for(head_dim) for spec, n in counts.items()) / ctx
+        stored = sum(n * cache_format(spec).bits_per_value_for(head_dim) for spec, n in counts.items()) / ctx
         return stored + sum(t.extra_bits(head_dim, ctx) for t in techniques)
 
     def bits_per_value(self, head_dim: int, ctx: int | None = None) -> float:
@@ -197,7 +213,7 @@ def _canonical(spec: str, text: str) -> str:
     if not spec.strip():
         raise KVPolicyError(f"KV policy {text!r}: empty format")
     try:
-        return formats.get(spec.strip()).spec
+        return cache_format(spec.strip()).spec
     except FormatError as exc:
         raise FormatError(f"KV policy {text!r}: {exc}") from None
 

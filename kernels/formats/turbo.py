@@ -18,7 +18,9 @@ fixed seeded g x g standard Gaussian matrix. That term is an unbiased estimate o
 products with the reconstruction are unbiased, where the MSE code alone shrinks them.
 turbo4_mse is plain 4-bit Lloyd-Max, the same-bits comparison.
 
-Options (keyword-only, so an ablation is one flag): group, rotate (FWHT), signs, norm_correction.
+Options (keyword-only, so an ablation is one flag): group, rotate (FWHT), signs, norm_correction,
+levels (`gaussian`, the Lloyd-Max levels of N(0, 1); or the name of a trained table,
+kernels/formats/codebook_tables.py: turbo3:levels=smollm2-k3-q2).
 
 Packed fields (leading dimensions of x kept; G = dim / g groups per row):
   codes           uint8 [..., G, bits, g/8]  bit planes: bit k of value i's code is bit i%8 of byte i//8 of plane k
@@ -34,6 +36,7 @@ import math
 import torch
 
 from quantbench.kernels.formats import lloyd_max
+from quantbench.kernels.formats.codebook_tables import GAUSSIAN, boundaries_tensor, levels_tensor, trained_levels
 from quantbench.kernels.formats.rotation import fwht, random_signs
 
 from . import register
@@ -87,18 +90,22 @@ class TurboFormat(RotationGroups, Format):
     decode_flops_per_value = 2.0  # codebook lookup, scale
 
     def __init__(self, *, group: int | None = None, rotate: bool = True, signs: bool = True,
-                 norm_correction: bool = True):
+                 norm_correction: bool = True, levels: str = GAUSSIAN):
         if group is not None:
             if isinstance(group, bool) or not isinstance(group, int):
                 raise FormatError(f"{self.name}: group must be an integer, got {group!r}")
             check_power_of_two_group(self.name, group)
-        given = {"group": group, "rotate": rotate, "signs": signs, "norm_correction": norm_correction}
-        defaults = {"group": None, "rotate": True, "signs": True, "norm_correction": True}
+        if levels != GAUSSIAN:
+            trained_levels(levels, self.bits)  # a missing or wrong table is an error now, not at encode
+        given = {"group": group, "rotate": rotate, "signs": signs, "norm_correction": norm_correction,
+                 "levels": levels}
+        defaults = {"group": None, "rotate": True, "signs": True, "norm_correction": True, "levels": GAUSSIAN}
         super().__init__(**{k: v for k, v in given.items() if v != defaults[k]})  # equal formats, equal specs
         self.group = group
         self.rotate = bool(rotate)
         self.signs = bool(signs)
         self.norm_correction = bool(norm_correction)
+        self.levels = levels
         self.block = group or 32
         # normalize (3), bucketize (binary search: bits), norm correction (2), pack (1)
         self.encode_flops_per_value = 6.0 + self.bits
@@ -119,10 +126,14 @@ class TurboFormat(RotationGroups, Format):
 
     # ---- constants the kernels share ------------------------------------------------------------
     def codebook(self, g: int) -> torch.Tensor:
-        """float32 levels of the Lloyd-Max quantizer of N(0, 1/g)."""
+        """float32 levels of the Lloyd-Max quantizer of N(0, 1/g), or of the trained table scaled alike."""
+        if self.levels != GAUSSIAN:
+            return levels_tensor(self.levels, self.bits, 1 / math.sqrt(g))
         return lloyd_max.codebook(self.bits, 1 / math.sqrt(g))
 
     def boundaries(self, g: int) -> torch.Tensor:
+        if self.levels != GAUSSIAN:
+            return boundaries_tensor(self.levels, self.bits, 1 / math.sqrt(g))
         return lloyd_max.boundaries(self.bits, 1 / math.sqrt(g))
 
     def sign_vector(self, g: int) -> torch.Tensor:

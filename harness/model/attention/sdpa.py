@@ -15,7 +15,7 @@ def dequant_sdpa(q, k_store, v_store, length: int, mask):
     folded into the query-position axis, [batch, kv_heads, group * n, head_dim]. Stores with a
     recent window (kv_techniques/window.py) go to attention/windowed.py.
     """
-    if k_store.window or v_store.window:
+    if k_store.recent_mask is not None or v_store.recent_mask is not None:
         return windowed_sdpa(q, k_store, v_store, length, mask)
     batch, n_heads, n, head_dim = q.shape
     k = k_store.read(length, q.dtype).permute(1, 2, 0, 3)

@@ -1,6 +1,7 @@
-"""Attention over stores with a recent window (harness/model/kv_techniques/window.py): for each query
-and key, the key and value come from the window's higher-precision copy when the key is fewer than
-`window` positions behind the query, else from the quantized store.
+"""Attention over stores that keep recent positions apart (a recent window, kv_techniques/window.py;
+kivi's unquantized residual, token_group_store.py): for each query and key, the key and value come
+from the store's `read_recent` where its `recent_mask` says the key is recent for that query, else
+from `read`.
 
 Scores are q . k_recent or q . k_old per pair; the softmax runs over the mixed scores; the output is
 P_recent @ V_recent + P_old @ V_old. A query's position is the last one its mask lets it see (the
@@ -15,7 +16,13 @@ import torch
 
 
 def _recent(store, length: int, dtype: torch.dtype, old: torch.Tensor) -> torch.Tensor:
-    return store.read_recent(length, dtype) if store.window else old
+    return store.read_recent(length, dtype) if store.recent_mask is not None else old
+
+
+def _recent_mask(store, positions: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    if store.recent_mask is None:
+        return torch.zeros(positions.shape[0], keys.shape[1], dtype=torch.bool, device=keys.device)
+    return store.recent_mask(positions, keys)
 
 
 def _heads(x: torch.Tensor, group: int) -> torch.Tensor:
@@ -36,11 +43,10 @@ def windowed_sdpa(q, k_store, v_store, length: int, mask):
     k_new, v_new = _recent(k_store, length, dtype, k_old), _recent(v_store, length, dtype, v_old)
     group = n_heads // k_old.shape[2]
     k_old, k_new, v_old, v_new = (_heads(x, group) for x in (k_old, k_new, v_old, v_new))
-    position = query_positions(mask, n, length, q.device)[:, None]
-    behind = position - torch.arange(length, device=q.device)[None, :]  # [n, length]
-    allowed = torch.ones_like(behind, dtype=torch.bool) if mask is None else mask.to(torch.bool)
-    k_recent = behind < k_store.window
-    v_recent = behind < v_store.window
+    positions = query_positions(mask, n, length, q.device)[:, None]
+    keys = torch.arange(length, device=q.device)[None, :]
+    allowed = keys <= positions if mask is None else mask.to(torch.bool)
+    k_recent, v_recent = _recent_mask(k_store, positions, keys), _recent_mask(v_store, positions, keys)
     scale = 1.0 / math.sqrt(head_dim)
     scores = torch.where(k_recent, q @ k_new.transpose(-1, -2), q @ k_old.transpose(-1, -2)) * scale
     weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)

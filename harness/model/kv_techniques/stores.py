@@ -22,9 +22,10 @@ class TechniqueStore:
         return self.inner.base_format
 
     @property
-    def window(self) -> int:
-        """Last positions a query reads from `read_recent` instead of `read` (0: none)."""
-        return getattr(self.inner, "window", 0)
+    def recent_mask(self):
+        """None, or `fn(positions [n, 1], keys [1, length]) -> bool [n, length]`: which keys a query at
+        each position reads from `read_recent` instead of `read` (attention/windowed.py)."""
+        return self.inner.recent_mask
 
     @property
     def nbytes(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import Technique, technique
+from . import KVTechniqueError, Technique, technique
 from .sinks import held_format
 from .stores import TechniqueStore, host_start
 
@@ -44,12 +44,14 @@ class Window(Technique):
 
 class WindowStore(TechniqueStore):
     def __init__(self, inner, recent, count: int):
+        if inner.recent_mask is not None:
+            raise KVTechniqueError("a recent window over a store that keeps recent tokens already (kivi's "
+                                   "residual, another window) would hide its rule")
         super().__init__(inner, recent)
         self.recent, self.count = recent, count
 
-    @property
-    def window(self) -> int:
-        return self.count
+    def recent_mask(self, positions, keys):
+        return positions - keys < self.count
 
     def write(self, x, start):
         start = host_start(start, "window")

@@ -1,0 +1,38 @@
+"""`quantbench train-codebook`: levels for the turbo formats trained on the model's own K or V."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from quantbench.harness.codebook_training import WEIGHTS, train
+from quantbench.harness.model import load_model
+
+from .common import positive_int, resolve_device
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train-codebook", help="train turbo levels on the model's own keys or values (weighted Lloyd; q2: by the "
+                               "queries' energy per coordinate), written as a table for levels=<name>",
+        description="Samples come from GPTQ's calibration sequences (the end of the default corpus). The table is "
+                    "written to --out (default: the package's kernels/formats/codebooks) as <name>.json; "
+                    "use it as turbo3:levels=<name> ($QUANTBENCH_CODEBOOKS is searched first).")
+    p.add_argument("--side", choices=("k", "v"), required=True)
+    p.add_argument("--bits", type=positive_int, default=3, help="2, 3 or 4 (default 3)")
+    p.add_argument("--weight", choices=WEIGHTS, default="q2", help="sample weights (default q2; v: none)")
+    p.add_argument("--name", required=True, help="the table's name, e.g. smollm2-k3-q2")
+    p.add_argument("--out", metavar="DIR", default=None, help="folder to write <name>.json to")
+    p.add_argument("-m", "--model", default=None, help="GGUF file or Hugging Face folder (default: embedded)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    model = load_model(args.model, device=resolve_device(args.device))
+    table = train(model, args.side, args.bits, args.weight, args.name, Path(args.out) if args.out else None,
+                  Path(args.model).name if args.model else "")
+    print(f"{table['path']}: {table['bits']}-bit levels trained on {table['samples']} {table['side'].upper()} "
+          f"coordinates ({table['weight']} weights)")
+    print("levels: " + ", ".join(f"{v:.4f}" for v in table["levels"]))
+    print(f"weighted MSE on the samples: {table['weighted_mse']:.5g} (Gaussian Lloyd-Max levels: "
+          f"{table['gaussian_weighted_mse']:.5g})")
+    return 0
