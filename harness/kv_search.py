@@ -5,8 +5,13 @@ with a recent window of each size in a higher format (kv_techniques/window.py), 
 whose bits per value at the context measured (every window position counted) are within the
 budget. Every candidate is screened on a few chunks; the screen's Pareto front (no other candidate
 has at most its bits and a lower KLD) and the baseline are then measured on the full chunk count,
-on the same tokens and the same cached reference. Per-layer allocation (KVTuner's greedy search)
-is not part of the space yet: its candidates are far more than a 2-core CPU screens in minutes.
+on the same tokens and the same cached reference.
+
+Per layer and side (`per_layer`, after KVTuner's sensitivity-driven allocation): from the best
+screened policy's techniques, with every layer's K and V at the ladder's cheapest format, each
+(layer, side, format) is measured alone, one slot changed; the measured KLD gains are then taken
+as additive, and slots are upgraded greedily by gain per bit while the budget allows. The
+allocation is measured with the front, in full.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from quantbench.harness.errors import UserError
 from quantbench.harness.landscape_html import pareto_frontier
 from quantbench.harness.model import parse_kv_policy
+from quantbench.harness.model.kv_policy import KVPolicy
 from quantbench.harness.quality import quality_table
 
 DEFAULT_LADDER = ("turbo2_tcq", "turbo3_tcq", "turbo4_mse", "q4_0_rot")
@@ -43,8 +49,45 @@ def within_budget(policies: list, budget: float, head_dim: int, ctx: int) -> lis
     return [p for p in policies if p.bits_per_value(head_dim, ctx) <= budget + 1e-9]
 
 
+def layer_allocation(model, budget: float, ctx: int, chunks: int, ladder: tuple[str, ...], techniques: tuple,
+                     corpus=None, model_name: str | None = None, progress: bool = True) -> KVPolicy | None:
+    """The greedy per-layer allocation (module docstring); None when even the cheapest policy is over."""
+    n, head_dim = model.config.n_layers, model.config.head_dim
+    canonical = [parse_kv_policy(spec, n_layers=1).k_formats[0] for spec in ladder]
+    bits = {spec: parse_kv_policy(spec, n_layers=1).bits_per_value(head_dim) for spec in canonical}
+    rungs = sorted(set(canonical), key=lambda spec: bits[spec])
+
+    def policy(choice: dict) -> KVPolicy:
+        k = tuple(choice[layer, "k"] for layer in range(n))
+        return KVPolicy(k, tuple(choice[layer, "v"] for layer in range(n)), techniques)
+
+    start = {(layer, side): rungs[0] for layer in range(n) for side in "kv"}
+    if policy(start).bits_per_value(head_dim, ctx) > budget + 1e-9:
+        return None
+    tests = {(slot, spec): policy({**start, slot: spec}) for slot in start for spec in rungs[1:]}
+    rows = quality_table(model, [policy(start), *tests.values()], corpus, ctx, chunks, model_name=model_name,
+                         progress=progress)
+    kld = {row["kv"]: row["kld_mean"] for row in rows}
+    gain = {key: kld[policy(start).spec] - kld[p.spec] for key, p in tests.items()}
+    choice = dict(start)
+    while True:
+        steps = []
+        for slot, current in choice.items():
+            for spec in rungs[rungs.index(current) + 1:]:
+                extra = gain[slot, spec] - gain.get((slot, current), 0.0)
+                trial = policy({**choice, slot: spec})
+                cost = trial.bits_per_value(head_dim, ctx) - policy(choice).bits_per_value(head_dim, ctx)
+                if extra > 0 and trial.bits_per_value(head_dim, ctx) <= budget + 1e-9:
+                    steps.append((extra / cost, slot, spec))
+        if not steps:
+            return policy(choice)
+        _, slot, spec = max(steps)
+        choice[slot] = spec
+
+
 def search(model, budget: float, ctx: int, chunks: int, screen_chunks: int, space: SearchSpace = SearchSpace(),
-           baseline: str = BASELINE, corpus=None, model_name: str | None = None, progress: bool = True) -> dict:
+           baseline: str = BASELINE, corpus=None, model_name: str | None = None, progress: bool = True,
+           per_layer: bool = False) -> dict:
     """{'screen': rows of every candidate, 'final': rows of the screen's front and the baseline,
     'best': the final row of lowest KLD within the budget (None if none), 'baseline': its row}; rows as
     quality_table's, plus `on_front` (on the Pareto front of their table) and, in 'final', `ratio`
@@ -57,8 +100,15 @@ def search(model, budget: float, ctx: int, chunks: int, screen_chunks: int, spac
     screen = quality_table(model, candidates, corpus, ctx, min(screen_chunks, chunks), model_name=model_name,
                            progress=progress)
     front = {p["kv"] for p in pareto_frontier(screen)}
-    finalists = [p for p in candidates if p.spec in front] + [parse_kv_policy(baseline,
-                                                                               n_layers=model.config.n_layers)]
+    finalists = [p for p in candidates if p.spec in front]
+    if per_layer:
+        best_screened = min((p for p in candidates), key=lambda p: next(r["kld_mean"] for r in screen
+                                                                         if r["kv"] == p.spec))
+        allocated = layer_allocation(model, budget, ctx, min(screen_chunks, chunks), space.ladder,
+                                     best_screened.techniques, corpus, model_name, progress)
+        if allocated is not None and allocated.spec not in front:
+            finalists.append(allocated)
+    finalists.append(parse_kv_policy(baseline, n_layers=model.config.n_layers))
     final = quality_table(model, finalists, corpus, ctx, chunks, model_name=model_name, progress=progress)
     base = next(r for r in final if r["kv"] == finalists[-1].spec)
     final_front = {p["kv"] for p in pareto_frontier(final)}

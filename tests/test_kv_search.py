@@ -64,3 +64,39 @@ def test_named_policies_stand_for_their_spec():
         assert parse_kv_policy(name, n_layers=30) == parse_kv_policy(named.spec, n_layers=30)
         assert named.source
     assert parse_kv_policy("best:3.5", n_layers=30).bits_per_value(64, 512) <= 3.5
+
+
+def test_per_layer_allocation_stays_within_the_budget(tiny, tmp_path, capsys):
+    results = tmp_path / "search.jsonl"
+    code = main(["search", "-m", str(tiny / "tiny.gguf"), "--corpus", str(tiny / "corpus.txt"), "--budget", "6.5",
+                 "--ctx", "16", "--chunks", "2", "--screen-chunks", "1", "--ladder", "q4_0,q8_0", "--windows", "none",
+                 "--per-layer", "--baseline", "q8_0", "--results", str(results)])
+    assert code == 0
+    assert "quality: 5 rows x 1 chunks" in capsys.readouterr().err  # the start and 2 layers x 2 sides upgraded
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    bits = {r["format"]: r["value"] for r in records if r["metric"] == "bits_per_value"}
+    assert all(bits[spec] <= 6.5 for spec in bits if spec != "q8_0")
+
+
+def test_greedy_allocation_follows_the_measured_gains(monkeypatch):
+    from quantbench.harness import kv_search
+    from quantbench.harness.model import ModelConfig, load_model
+
+    model = load_model(config=ModelConfig(n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, dim=64, hidden_dim=64,
+                                          vocab_size=50, max_seq_len=64, name="tiny"))
+
+    def fake_table(model, policies, *args, **kwargs):  # layer 1's K matters most, then layer 0's V
+        value = {(1, "k"): 0.5, (0, "v"): 0.2, (0, "k"): 0.05, (1, "v"): 0.01}
+        rows = []
+        for p in policies:
+            kld = 1.0 - sum(v for (layer, side), v in value.items()
+                            if p.format_for(layer, side) == "q8_0")
+            rows.append({"kv": p.spec, "kld_mean": kld})
+        return rows
+
+    monkeypatch.setattr(kv_search, "quality_table", fake_table)
+    # 4 slots at 4.5 bits; each upgrade to q8_0 adds 1 bit to the mean: a budget of 6.5 buys two
+    chosen = kv_search.layer_allocation(model, 6.5, 16, 1, ("q4_0", "q8_0"), ())
+    assert chosen.format_for(1, "k") == "q8_0" and chosen.format_for(0, "v") == "q8_0"
+    assert chosen.format_for(0, "k") == "q4_0" and chosen.format_for(1, "v") == "q4_0"
+    assert kv_search.layer_allocation(model, 4.0, 16, 1, ("q4_0", "q8_0"), ()) is None

@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
                    help="recent-window sizes to try, or none (default %(default)s)")
     p.add_argument("--window-format", default=DEFAULT_WINDOW_FORMAT,
                    help=f"format of the window positions (default {DEFAULT_WINDOW_FORMAT})")
+    p.add_argument("--per-layer", action="store_true",
+                   help="also allocate formats per layer and side, greedily by measured KLD gain per bit (one "
+                        "measurement per layer, side and ladder format: 2 x layers x (formats - 1) policies)")
     p.add_argument("--baseline", default=BASELINE, help=f"the policy to compare with (default {BASELINE})")
     p.add_argument("--html", metavar="PATH", default=None, help="write the frontier plot as a self-contained page")
     p.add_argument("-m", "--model", default=None, help="GGUF file or Hugging Face folder (default: embedded)")
@@ -71,7 +74,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
     found = search(model, args.budget, args.ctx, args.chunks, args.screen_chunks, space, args.baseline,
-                   load_corpus(args.corpus), Path(args.model).name if args.model else None)
+                   load_corpus(args.corpus), Path(args.model).name if args.model else None, per_layer=args.per_layer)
     final, best, base = found["final"], found["best"], found["baseline"]
     emit(found["screen"], SCREEN_COLUMNS, args, f"screen: {len(found['screen'])} policies within {args.budget} "
          f"bits per value at ctx {args.ctx}, {found['screen'][0]['case']}")
