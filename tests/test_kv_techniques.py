@@ -172,13 +172,13 @@ def test_windowed_attention_picks_each_pairs_key_and_value(k_window, v_window):
             torch.testing.assert_close(got[0, h, i].double(), want, rtol=1e-5, atol=1e-6)
 
 
-def channel_stats(seed=7):
+def channel_stats(seed=7, unit_moments=None):
     from quantbench.harness.model.kv_calibration import KVCalibration
 
     g = torch.Generator().manual_seed(seed)
     shape = (CONFIG.n_kv_heads, CONFIG.head_dim)
     absmax = {(layer, side): torch.rand(shape, generator=g) * 4 + 0.1 for layer in range(N_LAYERS) for side in "kv"}
-    return KVCalibration(absmax, {key: value / 3 for key, value in absmax.items()}, "seeded")
+    return KVCalibration(absmax, {key: value / 3 for key, value in absmax.items()}, "seeded", unit_moments)
 
 
 @pytest.fixture
@@ -282,3 +282,47 @@ def test_kivi_prefill_equals_decode_and_counts_its_residual(model):
     assert policy.bits_per_value(64, 14) == pytest.approx((k_bits + 8.5) / 2)
     with pytest.raises(Exception, match="also takes the token-axis formats kivi2, kivi4"):
         parse_kv_policy("kivi3", n_layers=N_LAYERS)
+
+
+def test_water_filling_gives_bits_where_the_variance_is():
+    from quantbench.kernels.formats.klt import allocate, distortion
+
+    variances = torch.tensor([8.0, 4, 2, 1, 0.5, 0.25, 0.1, 0.05])
+    bits = allocate(variances, 3)
+    assert sum(bits) == 24 and bits == sorted(bits, reverse=True) and bits[0] > bits[-1]
+    assert [round(distortion(b), 4) for b in (0, 1, 2, 3)] == [1.0, 0.3634, 0.1175, 0.0345]  # Lloyd-Max's MSEs
+
+
+def test_klt_beats_a_uniform_allocation_on_correlated_vectors():
+    from quantbench.kernels.formats.klt import KLTQuantizer
+
+    g = torch.Generator().manual_seed(0)
+    mixing = torch.randn(64, 64, generator=g) * torch.logspace(0, -2, 64)  # a few strong directions
+    x = torch.randn(2000, 64, generator=g) @ mixing.T
+    unit = x / x.norm(dim=-1, keepdim=True)
+    moment = unit.T.double() @ unit.double() / len(unit)
+    nmse = float((KLTQuantizer(moment, 3).roundtrip(x) - x).square().sum() / x.square().sum())
+    from quantbench.kernels import formats
+
+    turbo = formats.get("turbo3")
+    turbo_nmse = float((turbo.decode(turbo.encode(x)) - x).square().sum() / x.square().sum())
+    assert nmse < turbo_nmse / 2
+
+
+def test_klt_policies_count_their_tables_and_need_the_calibration(calibrated):
+    policy = parse_kv_policy("k=klt3,v=turbo3", n_layers=N_LAYERS)
+    k_bits = 3 + 16 / 64 + (16 * 64 * 64 + 3 * 64) / (512 * 64)
+    assert policy.bits_per_value(64, 512) == pytest.approx((k_bits + 3.25) / 2)
+    with pytest.raises(Exception, match="depend on the context"):
+        policy.bits_per_value(64)
+    g = torch.Generator().manual_seed(4)
+    moments = {}
+    for layer in range(N_LAYERS):
+        for side in "kv":
+            a = torch.randn(CONFIG.n_kv_heads, 64, 64, generator=g, dtype=torch.float64)
+            m = a @ a.transpose(1, 2)
+            moments[layer, side] = m / m.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
+    calibrated.kv_stats = channel_stats(unit_moments=moments)
+    fine, coarse = logits(calibrated, "klt6"), logits(calibrated, "klt2")
+    exact = logits(calibrated, "f32")
+    assert (fine - exact).abs().max() < (coarse - exact).abs().max()

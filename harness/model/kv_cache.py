@@ -14,10 +14,12 @@ import torch
 
 from quantbench.kernels.codecs.cache_codecs import fast_codec
 from quantbench.kernels.formats import Format, FormatError, Packed
+from quantbench.kernels.formats.klt import KLTFormat
 from quantbench.kernels.formats.token_groups import ChannelGroups
 
 from .attention import get_attention
 from .errors import ContextLengthError
+from .klt_store import KLTStore
 from .kv_policy import KVPolicy, cache_format
 from .token_group_store import TokenGroupStore
 
@@ -145,18 +147,22 @@ class KVCache:
         self.layers = []
         formats_seen: dict[str, Format] = {}
 
-        def make_store(spec: str | None):
+        def make_store(spec: str | None, layer: int | None = None, side: str | None = None):
             if spec is not None and spec not in formats_seen:
                 formats_seen[spec] = cache_format(spec)
             fmt = None if spec is None else formats_seen[spec]
             if isinstance(fmt, ChannelGroups):
                 return TokenGroupStore(fmt, *shape, device=device, dtype=dtype)
+            if isinstance(fmt, KLTFormat):
+                if calibration is None or layer is None:
+                    raise FormatError(f"{fmt.spec} is calibrated per layer: make the cache with Model.new_cache")
+                return KLTStore(fmt, calibration().unit_second_moment(layer, side), *shape, device=device)
             return KVStore(fmt, *shape, device=device, dtype=dtype, fast=fast)
 
         for layer in range(config.n_layers):
             pair = []
             for side in ("k", "v"):
-                store = make_store(None if kv is None else kv.format_for(layer, side))
+                store = make_store(None if kv is None else kv.format_for(layer, side), layer, side)
                 for technique in () if kv is None else kv.techniques_for(side):
                     store = technique.wrap(store, make_store, layer, side, calibration)
                 pair.append(store)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from quantbench.kernels import formats
 from quantbench.kernels.formats import Format, FormatError
+from quantbench.kernels.formats.klt import klt_format
 from quantbench.kernels.formats.token_groups import token_group_format
 
 from .errors import ModelError
@@ -37,13 +38,14 @@ class KVPolicyError(ModelError):
 def cache_format(spec: str):
     """The format a policy names: a token-axis format (kivi2, kivi4: kernels/formats/token_groups.py)
     or a registered per-row one."""
-    grouped = token_group_format(spec)
-    if grouped is not None:
-        return grouped
+    special = token_group_format(spec) or klt_format(spec)
+    if special is not None:
+        return special
     try:
         return formats.get(spec)
     except FormatError as exc:
-        raise FormatError(f"{exc}; a KV cache also takes the token-axis formats kivi2, kivi4") from None
+        raise FormatError(f"{exc}; a KV cache also takes the token-axis formats kivi2, kivi4 and the "
+                          "calibrated klt<bits>") from None
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class KVPolicy:
         base = self.format_for(layer, side)
         techniques = self.techniques_for(side)
         grouped = token_group_format(base)
-        if not techniques and (grouped is None or ctx is None):
+        tables = getattr(cache_format(base), "table_bits", None)
+        if not techniques and tables is None and (grouped is None or ctx is None):
             return cache_format(base).bits_per_value_for(head_dim)
         if ctx is None or ctx <= 0:
             raise KVPolicyError(f"KV policy {self.spec}: its bits per value depend on the context; give a "
@@ -103,7 +106,7 @@ class KVPolicy:
                 position_format[p] = spec
         counts = Counter(position_format)
         stored = sum(n * cache_format(spec).bits_per_value_for(head_dim) for spec, n in counts.items()) / ctx
-        return stored + sum(t.extra_bits(head_dim, ctx) for t in techniques)
+        return stored + sum(t.extra_bits(head_dim, ctx) for t in techniques) + (tables(head_dim, ctx) if tables else 0)
 
     def bits_per_value(self, head_dim: int, ctx: int | None = None) -> float:
         """Mean storage bits per cached value, over layers and K/V (at context ctx: store_bits)."""
