@@ -12,6 +12,7 @@ A name of harness/model/named_policies.py (best:3.5) stands for its policy.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -33,6 +34,23 @@ _CONTINUES = re.compile(r"^(?:[kv]\.)?(?:first|last|layers?)\d[\w-]*=")  # a lay
 
 class KVPolicyError(ModelError):
     """A KV policy spec that does not parse or does not fit the model."""
+
+
+def _overlay(ctx: int, base: str, held: list[tuple[range, str]]) -> list[tuple[int, int, str]]:
+    """Positions 0..ctx-1 as (start, end, format) segments: `base`, then each held range over it."""
+    segments = [(0, ctx, base)]
+    for positions, spec in held:
+        lo, hi = positions.start, positions.stop
+        cut = []
+        for start, end, fmt in segments:
+            cut += [(start, min(end, lo), fmt), (max(start, lo), min(end, hi), spec), (max(start, hi), end, fmt)]
+        segments = [(start, end, fmt) for start, end, fmt in cut if start < end]
+    return segments
+
+
+@functools.lru_cache(maxsize=None)
+def _format_bits(spec: str, head_dim: int) -> float:
+    return cache_format(spec).bits_per_value_for(head_dim)
 
 
 def cache_format(spec: str):
@@ -97,16 +115,12 @@ class KVPolicy:
         if ctx is None or ctx <= 0:
             raise KVPolicyError(f"KV policy {self.spec}: its bits per value depend on the context; give a "
                                 "positive ctx")
-        held = [t.held(ctx) for t in techniques]
+        held = [h for h in (t.held(ctx) for t in techniques) if h is not None]
         if grouped is not None:  # the tokens of an incomplete last group wait in fp16
             held.insert(0, (range(ctx // grouped.group * grouped.group, ctx), "f16"))
-        position_format = [base] * ctx
-        for positions, spec in (h for h in held if h is not None):
-            for p in positions:
-                position_format[p] = spec
-        counts = Counter(position_format)
-        stored = sum(n * cache_format(spec).bits_per_value_for(head_dim) for spec, n in counts.items()) / ctx
-        return stored + sum(t.extra_bits(head_dim, ctx) for t in techniques) + (tables(head_dim, ctx) if tables else 0)
+        stored = sum((end - start) * _format_bits(spec, head_dim) for start, end, spec in _overlay(ctx, base, held))
+        extra = sum(t.extra_bits(head_dim, ctx) for t in techniques) + (tables(head_dim, ctx) if tables else 0)
+        return stored / ctx + extra
 
     def bits_per_value(self, head_dim: int, ctx: int | None = None) -> float:
         """Mean storage bits per cached value, over layers and K/V (at context ctx: store_bits)."""
