@@ -67,9 +67,10 @@ document.querySelectorAll("th[data-sortable]").forEach(function (th) {
 
 
 def render_landscape_html(table: list[dict], pareto: list[dict], arms: list[dict], title: str = "quantbench landscape",
-                          note: str = "") -> str:
+                          note: str = "", pareto_only: bool = False) -> str:
     """The page (a complete HTML document) for the experiment rows `table`, the KV policies' KLD and bits
-    per value `pareto`, and each experiment's variants against its baseline `arms`."""
+    per value `pareto`, and each experiment's variants against its baseline `arms`; `pareto_only`: the
+    Pareto plots alone (`quantbench search`)."""
     _check(table, TABLE_KEYS, (), "table")
     _check(pareto, PARETO_KEYS, PARETO_NUMBERS, "pareto")
     _check(arms, ARM_KEYS, ARM_NUMBERS, "arms")
@@ -84,9 +85,9 @@ def render_landscape_html(table: list[dict], pareto: list[dict], arms: list[dict
         f"<title>{escape(title)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="note">{escape(note)}</p>' if note else "",
-        '<h2 id="experiments">Experiments</h2>', _summary(table), _table(table),
+        *([] if pareto_only else ['<h2 id="experiments">Experiments</h2>', _summary(table), _table(table)]),
         '<h2 id="pareto">KV cache: KLD against bits per value</h2>', _pareto_section(pareto),
-        '<h2 id="arms">Variants against their baseline</h2>', _forest_section(arms),
+        *([] if pareto_only else ['<h2 id="arms">Variants against their baseline</h2>', _forest_section(arms)]),
         f"<script>{SORT_SCRIPT}</script>", "</body>", "</html>",
     ]
     return "\n".join(part for part in parts if part) + "\n"

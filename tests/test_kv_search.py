@@ -50,7 +50,7 @@ def test_search_measures_the_front_and_the_baseline(tiny, tmp_path, capsys):
     bits = {r["format"]: r["value"] for r in records if r["metric"] == "bits_per_value"}
     assert all(value <= 8 for spec, value in bits.items() if spec != "q8_0") and bits["q8_0"] == 8.5
     page = html.read_text()
-    assert page.startswith("<!doctype html>") and "<svg" in page
+    assert page.startswith("<!doctype html>") and "<svg" in page and "Experiments" not in page
 
 
 def test_search_refuses_an_empty_space(tiny, capsys):

@@ -89,7 +89,7 @@ def run(args) -> int:
     if args.html:
         points = [{k: r[k] for k in ("kv", "bits_per_value", "kld_mean", "kld_mean_err", "case")} for r in final]
         page = render_landscape_html([], points, [], title=f"quantbench search --budget {args.budget}",
-                                     note=f"best: {best['kv'] if best else 'none'}")
+                                     note=f"best: {best['kv'] if best else 'none'}", pareto_only=True)
         write_atomic(Path(args.html), page.encode("utf-8"))
     store(quality_records(final, device), args)
     return 0
