@@ -326,3 +326,15 @@ def test_klt_policies_count_their_tables_and_need_the_calibration(calibrated):
     fine, coarse = logits(calibrated, "klt6"), logits(calibrated, "klt2")
     exact = logits(calibrated, "f32")
     assert (fine - exact).abs().max() < (coarse - exact).abs().max()
+
+
+def test_prerope_keys_are_exact_through_a_lossless_store_and_change_kivi(model):
+    torch.testing.assert_close(logits(model, "f32,k.prerope=on"), logits(model, "f32"), rtol=1e-5, atol=1e-5)
+    kv = "k=kivi2:group=4,v=f32"
+    assert not torch.allclose(logits(model, f"{kv},k.prerope=on", 14), logits(model, kv, 14), atol=1e-4)
+    prefill = model.forward(TOKENS[:, :14], model.new_cache(1, 32, f"{kv},k.prerope=on"), 0)[0]
+    cache = model.new_cache(1, 32, f"{kv},k.prerope=on")
+    steps = torch.cat([model.forward(TOKENS[:, i:i + 1], cache, i)[0] for i in range(14)])
+    torch.testing.assert_close(prefill, steps, rtol=1e-5, atol=1e-5)
+    with pytest.raises(KVTechniqueError, match="one side only"):
+        parse_kv_policy("kivi2,prerope=on", n_layers=N_LAYERS)

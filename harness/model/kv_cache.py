@@ -21,6 +21,7 @@ from .attention import get_attention
 from .errors import ContextLengthError
 from .klt_store import KLTStore
 from .kv_policy import KVPolicy, cache_format
+from .kv_techniques import CacheContext
 from .token_group_store import TokenGroupStore
 
 
@@ -146,6 +147,7 @@ class KVCache:
         shape = (max_len, batch, config.n_kv_heads, config.head_dim)
         self.layers = []
         formats_seen: dict[str, Format] = {}
+        context = CacheContext(config, calibration)
 
         def make_store(spec: str | None, layer: int | None = None, side: str | None = None):
             if spec is not None and spec not in formats_seen:
@@ -154,9 +156,8 @@ class KVCache:
             if isinstance(fmt, ChannelGroups):
                 return TokenGroupStore(fmt, *shape, device=device, dtype=dtype)
             if isinstance(fmt, KLTFormat):
-                if calibration is None or layer is None:
-                    raise FormatError(f"{fmt.spec} is calibrated per layer: make the cache with Model.new_cache")
-                return KLTStore(fmt, calibration().unit_second_moment(layer, side), *shape, device=device)
+                stats = context.calibrated(fmt.spec)
+                return KLTStore(fmt, stats.unit_second_moment(layer, side), *shape, device=device)
             return KVStore(fmt, *shape, device=device, dtype=dtype, fast=fast)
 
         for layer in range(config.n_layers):
@@ -164,7 +165,7 @@ class KVCache:
             for side in ("k", "v"):
                 store = make_store(None if kv is None else kv.format_for(layer, side), layer, side)
                 for technique in () if kv is None else kv.techniques_for(side):
-                    store = technique.wrap(store, make_store, layer, side, calibration)
+                    store = technique.wrap(store, make_store, layer, side, context)
                 pair.append(store)
             self.layers.append(tuple(pair))
 

@@ -7,11 +7,12 @@ this package registers its class with `@technique`; a new technique is a new fil
 
 A technique object is frozen and knows:
     item           its canonical policy item
-    wrap(store, make_store, layer, side, calibration)
+    wrap(store, make_store, layer, side, context)
                    the store that layer's side uses, built around `store` (a KVStore or an
                    earlier technique's store); `make_store(spec)` builds a KVStore of the same shape
-                   in another format (for positions kept at a higher precision); `calibration()`
-                   gives the model's KVCalibration (kv_calibration.py) to techniques that need it
+                   in another format (for positions kept at a higher precision); `context` is the
+                   cache's CacheContext: the model's config and `calibrated(what)`, its
+                   KVCalibration (kv_calibration.py), for the techniques that need them
     held(ctx)      (positions, format spec) it stores in another format at context ctx, or None
     extra_bits(head_dim, ctx)
                    bits per value it adds beyond the stored codes (scales, tables: a table of the
@@ -39,6 +40,20 @@ class KVTechniqueError(ModelError):
 
 
 @dataclass(frozen=True)
+class CacheContext:
+    """What a cache knows of its model: the config, and a callable giving its KVCalibration (None: the
+    cache was made without a model, e.g. by KVCache directly)."""
+
+    config: object
+    calibration: object = None
+
+    def calibrated(self, what: str):
+        if self.calibration is None:
+            raise KVTechniqueError(f"{what} needs the model's calibration (a cache made by Model.new_cache)")
+        return self.calibration()
+
+
+@dataclass(frozen=True)
 class Technique:
     """Base of the techniques: `sides` it applies to; subclasses add their parameters."""
 
@@ -59,7 +74,7 @@ class Technique:
     def side_prefix(self) -> str:
         return "" if self.sides == SIDES else f"{self.sides[0]}."
 
-    def wrap(self, store, make_store, layer: int, side: str, calibration):
+    def wrap(self, store, make_store, layer: int, side: str, context):
         raise NotImplementedError
 
     def held(self, ctx: int) -> tuple[range, str] | None:

@@ -67,7 +67,7 @@ class Alpha(Technique):
         value = "auto" if self.value is None else f"{self.value:g}"
         return f"v.alpha={value}" + ("" if self.mode == "decode" else f"@{self.mode}")
 
-    def wrap(self, store, make_store, layer, side, calibration):
+    def wrap(self, store, make_store, layer, side, context):
         fmt = store.base_format
         bits = fmt.bits_per_value_for(store.head_dim) if fmt is not None else 16.0
         return AlphaStore(store, self.value, self.mode, bits)

@@ -28,7 +28,7 @@ class DCRemoval(Technique):
     def item(self) -> str:
         return f"{self.side_prefix()}dc=on"
 
-    def wrap(self, store, make_store, layer, side, calibration):
+    def wrap(self, store, make_store, layer, side, context):
         return DCStore(store)
 
     def extra_bits(self, head_dim, ctx):

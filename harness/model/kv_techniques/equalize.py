@@ -66,10 +66,8 @@ class Equalize(Technique):
         scales = channel_scales(absmax, AUTO_STRENGTH)
         return scales if largest_ratio(scales) > AUTO_RATIO else None
 
-    def wrap(self, store, make_store, layer, side, calibration):
-        if calibration is None:
-            raise KVTechniqueError("k.equalize needs the model's calibration (a cache made by Model.new_cache)")
-        scales = self.scales(calibration().absmax(layer, side))
+    def wrap(self, store, make_store, layer, side, context):
+        scales = self.scales(context.calibrated("k.equalize").absmax(layer, side))
         if scales is None:
             return store
         s = scales.to(store.device)

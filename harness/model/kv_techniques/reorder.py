@@ -41,12 +41,11 @@ class Reorder(Technique):
     def item(self) -> str:
         return f"{self.side_prefix()}reorder=on"
 
-    def wrap(self, store, make_store, layer, side, calibration):
-        if calibration is None:
-            raise KVTechniqueError("reorder needs the model's calibration (a cache made by Model.new_cache)")
+    def wrap(self, store, make_store, layer, side, context):
+        stats = context.calibrated("reorder")
         dim = store.head_dim
         groups = max(dim // DEAL_BLOCK, 1)
-        order = dealt_order(calibration().absmax(layer, side), groups).to(store.device)
+        order = dealt_order(stats.absmax(layer, side), groups).to(store.device)
         inverse = order.argsort(dim=-1)
 
         def permute(x, index):

@@ -38,7 +38,7 @@ class Sinks(Technique):
     def item(self) -> str:
         return f"{self.side_prefix()}sinks{self.count}={self.spec}"
 
-    def wrap(self, store, make_store, layer, side, calibration):
+    def wrap(self, store, make_store, layer, side, context):
         return SinkStore(store, make_store(self.spec), self.count)
 
     def held(self, ctx):

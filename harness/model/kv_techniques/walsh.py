@@ -52,7 +52,7 @@ class Walsh(Technique):
     def item(self) -> str:
         return f"{self.side_prefix()}walsh=on"
 
-    def wrap(self, store, make_store, layer, side, calibration):
+    def wrap(self, store, make_store, layer, side, context):
         fmt = store.base_format
         g = rotated_group(fmt, store.head_dim)
         signs = (random_signs(g) if fmt.signs else torch.ones(g)).to(store.device)

@@ -35,7 +35,7 @@ class Window(Technique):
     def item(self) -> str:
         return f"{self.side_prefix()}window{self.count}={self.spec}"
 
-    def wrap(self, store, make_store, layer, side, calibration):
+    def wrap(self, store, make_store, layer, side, context):
         return WindowStore(store, make_store(self.spec), self.count)
 
     def held(self, ctx):
