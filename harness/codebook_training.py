@@ -30,6 +30,9 @@ from quantbench.kernels.storage import write_atomic
 WEIGHTS = ("none", "q2")
 ITERATIONS = 200
 MAX_SAMPLES = 4_000_000
+TCQ_L = 9  # the TCQ formats' default state bits
+TCQ_SEQUENCES = 8192  # vectors of head_dim coordinates: 2^19 values at head_dim 64, the Gaussian plan's
+TCQ_ITERATIONS = 30
 
 
 def rotated(x: torch.Tensor, fmt) -> torch.Tensor:
@@ -39,8 +42,10 @@ def rotated(x: torch.Tensor, fmt) -> torch.Tensor:
     return fmt._forward(unit, g) * math.sqrt(g)
 
 
-def collect(model, side: str, weight: str, n_seq: int = 8, length: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """(samples, weights), float32 [N] each, from the calibration sequences."""
+def collect(model, side: str, weight: str, n_seq: int = 8, length: int = 256,
+            subsample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples, weights), float32 [N] each, from the calibration sequences, vector by vector
+    (head_dim coordinates each); at most MAX_SAMPLES of them, drawn at random, if `subsample`."""
     from quantbench.harness.weights.calibration import calibration_tokens
 
     fmt = formats.get("turbo3")
@@ -71,7 +76,7 @@ def collect(model, side: str, weight: str, n_seq: int = 8, length: int = 256) ->
                 else:
                     weights.append(torch.ones(y.numel()))
     samples, w = torch.cat(values), torch.cat(weights)
-    if samples.numel() > MAX_SAMPLES:
+    if subsample and samples.numel() > MAX_SAMPLES:
         keep = torch.randperm(samples.numel(), generator=torch.Generator().manual_seed(0))[:MAX_SAMPLES]
         samples, w = samples[keep], w[keep]
     return samples, w / w.mean()
@@ -97,8 +102,12 @@ def weighted_mse(samples: torch.Tensor, weights: torch.Tensor, levels) -> float:
     return float((weights.double() * (x - nearest).square()).mean())
 
 
-def train(model, side: str, bits: int, weight: str, name: str, out_dir=None, model_label: str = "") -> dict:
-    """Train, write <name>.json to out_dir (default: the package's codebooks/) and return the table."""
+def train(model, side: str, bits: int, weight: str, name: str, out_dir=None, model_label: str = "",
+          tcq: bool = False) -> dict:
+    """Train, write <name>.json to out_dir (default: the package's codebooks/) and return the table.
+    `tcq`: a trellis table of turbo<bits>_tcq (L = 9), fine-tuned from the Gaussian one (train_tcq)."""
+    if tcq:
+        return train_tcq(model, side, bits, name, out_dir, model_label)
     if side not in ("k", "v"):
         raise UserError(f"--side {side!r}: k or v")
     if weight not in WEIGHTS:
@@ -116,8 +125,35 @@ def train(model, side: str, bits: int, weight: str, name: str, out_dir=None, mod
              "weighted_mse": weighted_mse(samples, w, levels),
              "gaussian_weighted_mse": weighted_mse(samples, w, gaussian),
              "command": shlex.join(command + (["-m", model_label] if model_label else []))}
+    return write_table(table, name, out_dir)
+
+
+def write_table(table: dict, name: str, out_dir) -> dict:
     folder = PACKAGE_DIR if out_dir is None else out_dir
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / f"{name}.json", (json.dumps(table, indent=1) + "\n").encode("utf-8"))
-    table["path"] = str(folder / f"{name}.json")
-    return table
+    return {**table, "path": str(folder / f"{name}.json")}
+
+
+def train_tcq(model, side: str, bits: int, name: str, out_dir=None, model_label: str = "") -> dict:
+    """A TCQ table fine-tuned on the model's rotated K or V (seed 001 EXP-0040's fine-tuned tables):
+    Lloyd passes over trellis paths (formats/trellis_training.py) on TCQ_SEQUENCES of its vectors,
+    each a sequence of head_dim coordinates, from the Gaussian-trained table."""
+    from quantbench.kernels.formats.trellis import Trellis
+    from quantbench.kernels.formats.trellis_training import lloyd_over_paths, trained_table
+
+    if bits not in (2, 3):
+        raise UserError(f"--bits {bits}: the TCQ formats have 2 or 3 bits")
+    samples, _ = collect(model, side, "none", subsample=False)
+    sequences = samples.reshape(-1, model.config.head_dim)
+    keep = torch.randperm(sequences.shape[0], generator=torch.Generator().manual_seed(0))[:TCQ_SEQUENCES]
+    x = sequences[keep].contiguous().numpy()
+    trellis = Trellis(bits, TCQ_L)
+    start = trained_table(trellis)
+    table = lloyd_over_paths(x, trellis, TCQ_ITERATIONS, start)
+    command = ["quantbench", "train-codebook", "--tcq", "--side", side, "--bits", str(bits), "--name", name]
+    return write_table({"name": name, "kind": "tcq", "k": bits, "L": TCQ_L, "table": [float(v) for v in table],
+                        "side": side, "model": model_label or (model.config.name or "model"),
+                        "sequences": int(x.shape[0]), "iterations": TCQ_ITERATIONS,
+                        "command": shlex.join(command + (["-m", model_label] if model_label else []))},
+                       name, out_dir)

@@ -13,7 +13,7 @@ from quantbench.harness.codebook_training import weighted_lloyd, weighted_mse
 from quantbench.harness.model.kv_cache import KVStore
 from quantbench.kernels import formats
 from quantbench.kernels.formats import FormatError, lloyd_max
-from quantbench.kernels.formats.codebook_tables import trained_levels
+from quantbench.kernels.formats.codebook_tables import trained_levels, trained_trellis_table
 
 LEVELS = [-1.9, -1.2, -0.7, -0.25, 0.2, 0.7, 1.25, 2.0]
 
@@ -22,12 +22,14 @@ LEVELS = [-1.9, -1.2, -0.7, -0.25, 0.2, 0.7, 1.25, 2.0]
 def tables(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTBENCH_CODEBOOKS", str(tmp_path))
     trained_levels.cache_clear()
+    trained_trellis_table.cache_clear()
     (tmp_path / "mine.json").write_text(json.dumps({"bits": 3, "levels": LEVELS}))
     (tmp_path / "two.json").write_text(json.dumps({"bits": 2, "levels": [-1.5, -0.5, 0.5, 1.5]}))
     (tmp_path / "unsorted.json").write_text(json.dumps({"bits": 2, "levels": [0.5, -0.5, 1.5, -1.5]}))
     (tmp_path / "broken.json").write_text("{")
     yield tmp_path
     trained_levels.cache_clear()
+    trained_trellis_table.cache_clear()
 
 
 def test_uniform_weights_on_gaussian_samples_give_the_lloyd_max_levels():
@@ -97,3 +99,37 @@ def test_train_codebook_writes_a_table_the_format_takes(tmp_path, monkeypatch, c
     trained_levels.cache_clear()
     assert main(["train-codebook", "-m", str(tmp_path / "tiny.gguf"), "--side", "v", "--weight", "q2",
                  "--name", "x", "--out", str(out)]) == 2
+
+
+def test_a_tcq_table_by_name_and_its_checks(tables):
+    import numpy as np
+
+    from quantbench.kernels.formats.trellis import Trellis
+    from quantbench.kernels.formats.trellis_training import trained_table
+
+    base = trained_table(Trellis(2, 9))
+    (tables / "tcq.json").write_text(json.dumps({"k": 2, "L": 9, "table": (base * 1.01).tolist()}))
+    (tables / "short.json").write_text(json.dumps({"k": 2, "L": 9, "table": [0.0] * 10}))
+    fmt = formats.get("turbo2_tcq:code=tcq")
+    assert np.allclose(fmt.table, base * 1.01) and fmt.spec == "turbo2_tcq:code=tcq"
+    x = torch.randn(3, 64, generator=torch.Generator().manual_seed(5))
+    assert fmt.decode(fmt.encode(x)).shape == x.shape
+    for spec, message in (("turbo3_tcq:code=tcq", "k=2, L=9; this format is k=3, L=9"),
+                          ("turbo2_tcq:code=short", "needs 512 finite values"),
+                          ("turbo2_tcq:code=mine", "not a TCQ table"),
+                          ("turbo2_tcq:code=absent", "not one of trained, random, hash")):
+        with pytest.raises(FormatError, match=message):
+            formats.get(spec)
+
+
+def test_train_codebook_tcq_fine_tunes_a_table_the_format_takes(tmp_path, monkeypatch, capsys):
+    cfg = tiny_hf_config()
+    write_gguf(tmp_path / "tiny.gguf", cfg, random_hf_weights(cfg))
+    out = tmp_path / "tables"
+    assert main(["train-codebook", "-m", str(tmp_path / "tiny.gguf"), "--tcq", "--side", "v", "--bits", "2",
+                 "--name", "tiny-tcq2", "--out", str(out)]) == 0
+    table = json.loads((out / "tiny-tcq2.json").read_text())
+    assert (table["kind"], table["k"], table["L"], len(table["table"])) == ("tcq", 2, 9, 512)
+    assert "turbo2_tcq:code=tiny-tcq2" in capsys.readouterr().out
+    monkeypatch.setenv("QUANTBENCH_CODEBOOKS", str(out))
+    assert formats.get("turbo2_tcq:code=tiny-tcq2").table.shape == (512,)

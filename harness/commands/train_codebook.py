@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--side", choices=("k", "v"), required=True)
     p.add_argument("--bits", type=positive_int, default=3, help="2, 3 or 4 (default 3)")
     p.add_argument("--weight", choices=WEIGHTS, default="q2", help="sample weights (default q2; v: none)")
+    p.add_argument("--tcq", action="store_true",
+                   help="a trellis table for turbo<bits>_tcq:code=<name> (L = 9), fine-tuned from the Gaussian one")
     p.add_argument("--name", required=True, help="the table's name, e.g. smollm2-k3-q2")
     p.add_argument("--out", metavar="DIR", default=None, help="folder to write <name>.json to")
     p.add_argument("-m", "--model", default=None, help="GGUF file or Hugging Face folder (default: embedded)")
@@ -29,7 +31,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     model = load_model(args.model, device=resolve_device(args.device))
     table = train(model, args.side, args.bits, args.weight, args.name, Path(args.out) if args.out else None,
-                  Path(args.model).name if args.model else "")
+                  Path(args.model).name if args.model else "", tcq=args.tcq)
+    if args.tcq:
+        print(f"{table['path']}: TCQ table k={table['k']} L={table['L']} fine-tuned on {table['sequences']} "
+              f"{table['side'].upper()} vectors ({table['iterations']} passes): turbo{table['k']}_tcq:code={args.name}")
+        return 0
     print(f"{table['path']}: {table['bits']}-bit levels trained on {table['samples']} {table['side'].upper()} "
           f"coordinates ({table['weight']} weights)")
     print("levels: " + ", ".join(f"{v:.4f}" for v in table["levels"]))

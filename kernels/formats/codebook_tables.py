@@ -1,9 +1,11 @@
-"""Trained codebooks of the turbo formats (option `levels=<name>`: turbo3:levels=smollm2-k3): the
-levels of a scalar quantizer of unit variance, trained on a model's own rotated keys or values
-(harness/codebook_training.py, `quantbench train-codebook`), in place of the Lloyd-Max levels of
-N(0, 1). A table is a JSON file <name>.json in $QUANTBENCH_CODEBOOKS, else in this package's
-codebooks/ folder, holding at least `bits` and `levels` (sorted, 2^bits floats); the trainer adds
-where it comes from and the command that remakes it.
+"""Trained codebooks (harness/codebook_training.py, `quantbench train-codebook`):
+- turbo levels (option `levels=<name>`: turbo3:levels=smollm2-k3): a scalar quantizer of unit
+  variance trained on a model's own rotated keys or values, in place of the Lloyd-Max levels of
+  N(0, 1); fields `bits` and `levels` (sorted, 2^bits floats);
+- TCQ tables (option `code=<name>`: turbo3_tcq:code=smollm2-tcq3-k): fields `k`, `L` and `table`
+  (2^L floats), in place of the table trained on Gaussian data.
+A table is a JSON file <name>.json in $QUANTBENCH_CODEBOOKS, else in this package's codebooks/
+folder; the trainer adds where it comes from and the command that remakes it.
 """
 from __future__ import annotations
 
@@ -54,6 +56,31 @@ def trained_levels(name: str, bits: int) -> tuple[float, ...]:
     if len(levels) != 1 << bits or not all(math.isfinite(v) for v in levels) or list(levels) != sorted(set(levels)):
         raise FormatError(f"codebook {path}: needs {1 << bits} distinct sorted finite levels")
     return levels
+
+
+def read_table(name: str) -> tuple[Path, dict]:
+    path = table_path(name)
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"codebook {path}: not a JSON table ({exc})") from None
+
+
+@functools.lru_cache(maxsize=None)
+def trained_trellis_table(name: str, k: int, L: int) -> tuple[float, ...]:
+    """The 2^L reconstruction values (unit variance) of TCQ table `name`, for k bits and L state bits."""
+    path, table = read_table(name)
+    try:
+        values = tuple(float(v) for v in table["table"])
+        shape = int(table["k"]), int(table["L"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"codebook {path}: not a TCQ table of `k`, `L` and `table` ({exc})") from None
+    if shape != (k, L):
+        raise FormatError(f"codebook {name!r} is a TCQ table for k={shape[0]}, L={shape[1]}; this format is "
+                          f"k={k}, L={L}")
+    if len(values) != 1 << L or not all(math.isfinite(v) for v in values):
+        raise FormatError(f"codebook {path}: needs {1 << L} finite values")
+    return values
 
 
 def levels_tensor(name: str, bits: int, sigma: float) -> torch.Tensor:

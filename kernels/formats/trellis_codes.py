@@ -1,11 +1,13 @@
 """The reconstruction table of a trellis, by code name: `random` (seeded i.i.d. N(0, 1)), `hash`
-(computed from the state, no memory), `trained` (Lloyd over trellis paths, formats/trellis_training.py)."""
+(computed from the state, no memory), `trained` (Lloyd over trellis paths on Gaussian data,
+formats/trellis_training.py), or the name of a table trained on a model's own data
+(formats/codebook_tables.py)."""
 from __future__ import annotations
 
 import numpy as np
 
-from quantbench.kernels.errors import FormatError
-from quantbench.kernels.formats.trellis import CODES, Trellis, hash_code, random_code
+from quantbench.kernels.formats.codebook_tables import trained_trellis_table
+from quantbench.kernels.formats.trellis import Trellis, hash_code, random_code
 from quantbench.kernels.formats.trellis_training import trained_table
 
 
@@ -17,4 +19,4 @@ def code_table(trellis: Trellis, code: str) -> np.ndarray:
         return hash_code(np.arange(trellis.n_states))
     if code == "trained":
         return trained_table(trellis)
-    raise FormatError(f"trellis: unknown code {code!r}; choose one of {', '.join(CODES)}")
+    return np.asarray(trained_trellis_table(code, trellis.k, trellis.L), dtype=np.float32)

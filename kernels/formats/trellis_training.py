@@ -55,15 +55,21 @@ def antisymmetric(table: np.ndarray) -> np.ndarray:
 
 
 def train_table(trellis: Trellis, plan: TrainingPlan, init: np.ndarray | None = None) -> np.ndarray:
+    rng = np.random.default_rng(CODE_SEED + 1000 + trellis.L)
+    x = rng.standard_normal((plan.values // plan.sequence, plan.sequence)).astype(np.float32)
+    return lloyd_over_paths(x, trellis, plan.iterations, random_code(trellis.L) if init is None else init)
+
+
+def lloyd_over_paths(x: np.ndarray, trellis: Trellis, iterations: int, init: np.ndarray) -> np.ndarray:
+    """The table after `iterations` antisymmetric, over-relaxed Lloyd passes from `init` on the
+    training sequences x (float32 [n, length], unit variance)."""
     from quantbench.kernels.formats.trellis_numba import viterbi_paths
 
     n_states = trellis.n_states
-    rng = np.random.default_rng(CODE_SEED + 1000 + trellis.L)
-    x = rng.standard_normal((plan.values // plan.sequence, plan.sequence)).astype(np.float32)
     flat = x.ravel().astype(np.float64)
-    table = antisymmetric(random_code(trellis.L) if init is None else init)
+    table = antisymmetric(init)
     free = np.zeros(x.shape[0], np.int64)
-    for _ in range(plan.iterations):
+    for _ in range(iterations):
         states = viterbi_paths(x, table, trellis.k, trellis.L, free, False).ravel()
         sums = np.bincount(states, weights=flat, minlength=n_states)
         counts = np.bincount(states, minlength=n_states).astype(np.float64)

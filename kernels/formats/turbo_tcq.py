@@ -14,7 +14,8 @@ Fields (leading dimensions are the rows):
 Bits per value: exactly k + 16 / g. A value decodes from the L-bit window of its group's stream
 that ends with its own k bits (read circularly) and one table lookup, then the inverse rotation.
 
-Options: group, L (state bits, default 9: 512 states), code (trained | random | hash), encoder
+Options: group, L (state bits, default 9: 512 states), code (trained | random | hash | the name of a
+table trained on a model, kernels/formats/codebook_tables.py), encoder
 (viterbi | greedy), rotate, signs, norm_correction.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from quantbench.kernels.formats import register
 from quantbench.kernels.formats import trellis as trellis_mod
 from quantbench.kernels.formats.base import Format, FormatError, Packed, RotationGroups, check_power_of_two_group
+from quantbench.kernels.formats.codebook_tables import trained_trellis_table
 from quantbench.kernels.formats.rotation import fwht, random_signs
 from quantbench.kernels.formats.trellis_codes import code_table
 
@@ -48,8 +50,12 @@ class _TurboTCQ(RotationGroups, Format):
             if isinstance(group, bool) or not isinstance(group, int):
                 raise FormatError(f"{self.name}: group must be an integer, got {group!r}")
             check_power_of_two_group(self.name, group)
-        if code not in trellis_mod.CODES:
-            raise FormatError(f"{self.name}: unknown code {code!r}; choose one of {', '.join(trellis_mod.CODES)}")
+        if code not in trellis_mod.CODES:  # a table trained on a model: checked now, not at encode
+            try:
+                trained_trellis_table(code, self.bits, L)
+            except FormatError as exc:
+                raise FormatError(f"{self.name}: unknown code {code!r}: not one of {', '.join(trellis_mod.CODES)}, "
+                                  f"and {exc}") from None
         if encoder not in trellis_mod.ENCODERS:
             raise FormatError(f"{self.name}: unknown encoder {encoder!r}; "
                               f"choose one of {', '.join(trellis_mod.ENCODERS)}")
