@@ -114,7 +114,8 @@ def test_options_parse_and_round_trip_through_the_spec():
     assert formats.get(fmt.spec).spec == fmt.spec
     assert formats.get("turbo2", norm_correction=False).spec == "turbo2:norm_correction=0"
     assert formats.get("turbo4:group=128").spec == "turbo4:group=128"
-    assert formats.options_of("turbo4") == {"group": None, "rotate": True, "signs": True, "norm_correction": True}
+    assert formats.options_of("turbo4") == {"group": None, "rotate": True, "signs": True, "norm_correction": True,
+                                            "levels": "gaussian"}
     assert fmt.rotation_flops(128) == 0
     assert formats.get("turbo3").rotation_flops(128) == 8 and formats.get("turbo3:group=64").rotation_flops(128) == 7
     assert formats.get("turbo4").decode_flops(64) > formats.get("turbo3").decode_flops(64)
