@@ -15,6 +15,7 @@ allocation is measured with the front, in full.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from quantbench.harness.errors import UserError
@@ -71,14 +72,14 @@ def layer_allocation(model, budget: float, ctx: int, chunks: int, ladder: tuple[
     gain = {key: kld[policy(start).spec] - kld[p.spec] for key, p in tests.items()}
     choice = dict(start)
     while True:
+        spent = policy(choice).bits_per_value(head_dim, ctx)
         steps = []
         for slot, current in choice.items():
             for spec in rungs[rungs.index(current) + 1:]:
                 extra = gain[slot, spec] - gain.get((slot, current), 0.0)
-                trial = policy({**choice, slot: spec})
-                cost = trial.bits_per_value(head_dim, ctx) - policy(choice).bits_per_value(head_dim, ctx)
-                if extra > 0 and trial.bits_per_value(head_dim, ctx) <= budget + 1e-9:
-                    steps.append((extra / cost, slot, spec))
+                after = policy({**choice, slot: spec}).bits_per_value(head_dim, ctx)
+                if extra > 0 and after <= budget + 1e-9:
+                    steps.append((extra / (after - spent) if after > spent else math.inf, slot, spec))
         if not steps:
             return policy(choice)
         _, slot, spec = max(steps)
@@ -102,8 +103,8 @@ def search(model, budget: float, ctx: int, chunks: int, screen_chunks: int, spac
     front = {p["kv"] for p in pareto_frontier(screen)}
     finalists = [p for p in candidates if p.spec in front]
     if per_layer:
-        best_screened = min((p for p in candidates), key=lambda p: next(r["kld_mean"] for r in screen
-                                                                         if r["kv"] == p.spec))
+        kld = {row["kv"]: row["kld_mean"] for row in screen}
+        best_screened = min(candidates, key=lambda p: kld[p.spec])
         allocated = layer_allocation(model, budget, ctx, min(screen_chunks, chunks), space.ladder,
                                      best_screened.techniques, corpus, model_name, progress)
         if allocated is not None and allocated.spec not in front:

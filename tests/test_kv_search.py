@@ -90,7 +90,7 @@ def test_greedy_allocation_follows_the_measured_gains(monkeypatch):
         rows = []
         for p in policies:
             kld = 1.0 - sum(v for (layer, side), v in value.items()
-                            if p.format_for(layer, side) == "q8_0")
+                            if p.format_for(layer, side) != "q4_0")
             rows.append({"kv": p.spec, "kld_mean": kld})
         return rows
 
@@ -100,3 +100,5 @@ def test_greedy_allocation_follows_the_measured_gains(monkeypatch):
     assert chosen.format_for(1, "k") == "q8_0" and chosen.format_for(0, "v") == "q8_0"
     assert chosen.format_for(0, "k") == "q4_0" and chosen.format_for(1, "v") == "q4_0"
     assert kv_search.layer_allocation(model, 4.0, 16, 1, ("q4_0", "q8_0"), ()) is None
+    free = kv_search.layer_allocation(model, 4.5, 16, 1, ("q4_0", "q4_0_rot"), ())  # same bits: free upgrades
+    assert set(free.k_formats + free.v_formats) == {"q4_0_rot"} and free.bits_per_value(32, 16) == 4.5
