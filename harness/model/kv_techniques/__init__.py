@@ -84,6 +84,44 @@ class Technique:
         return 0.0
 
 
+@dataclass(frozen=True)
+class HeldPositions(Technique):
+    """Base of the techniques that keep `count` positions in another format `spec` (sinks, window)."""
+
+    count: int = 0
+    spec: str = ""
+    needs_count = True
+
+    @classmethod
+    def parse(cls, sides, count, value, text):
+        from quantbench.kernels import formats
+
+        try:
+            return cls(sides, count, formats.get(value).spec)
+        except formats.FormatError as exc:
+            raise KVTechniqueError(f"KV policy {text!r}: {exc}") from None
+
+    @property
+    def item(self) -> str:
+        return f"{self.side_prefix()}{self.name}{self.count}={self.spec}"
+
+
+@dataclass(frozen=True)
+class Switch(Technique):
+    """Base of the techniques that are on or absent (`dc=on`, `walsh=on`, ...)."""
+
+    @classmethod
+    def parse(cls, sides, count, value, text):
+        if value != "on":
+            raise KVTechniqueError(f"KV policy {text!r}: {cls.name} takes the value on, got {value!r}")
+        return cls(sides)
+
+    @property
+    def item(self) -> str:
+        prefix = f"{self.one_side}." if self.one_side else self.side_prefix()
+        return f"{prefix}{self.name}=on"
+
+
 def technique(cls):
     """Register a Technique subclass under its `name`."""
     if cls.name in _TECHNIQUES:

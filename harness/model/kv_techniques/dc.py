@@ -8,25 +8,16 @@ from dataclasses import dataclass
 
 import torch
 
-from . import KVTechniqueError, Technique, technique
+from . import Switch, technique
 from .stores import TechniqueStore, host_start
 
 
 @technique
 @dataclass(frozen=True)
-class DCRemoval(Technique):
+class DCRemoval(Switch):
     name = "dc"
     order = -30
 
-    @classmethod
-    def parse(cls, sides, count, value, text):
-        if value != "on":
-            raise KVTechniqueError(f"KV policy {text!r}: dc takes the value on, got {value!r}")
-        return cls(sides)
-
-    @property
-    def item(self) -> str:
-        return f"{self.side_prefix()}dc=on"
 
     def wrap(self, store, make_store, layer, side, context):
         return DCStore(store)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import KVTechniqueError, Technique, technique
+from . import Switch, technique
 from .stores import TechniqueStore, host_start
 
 
@@ -24,20 +24,11 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 @technique
 @dataclass(frozen=True)
-class PreRope(Technique):
+class PreRope(Switch):
     name = "prerope"
     order = -50
     one_side = "k"
 
-    @classmethod
-    def parse(cls, sides, count, value, text):
-        if value != "on":
-            raise KVTechniqueError(f"KV policy {text!r}: prerope takes the value on, got {value!r}")
-        return cls(sides)
-
-    @property
-    def item(self) -> str:
-        return "k.prerope=on"
 
     def wrap(self, store, make_store, layer, side, context):
         from quantbench.harness.model.llama import rope_tables

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import KVTechniqueError, Technique, technique
+from . import Switch, technique
 from .stores import TransformStore
 
 DEAL_BLOCK = 32  # the block formats' block: the groups the large channels are spread over
@@ -27,19 +27,10 @@ def dealt_order(absmax: torch.Tensor, groups: int) -> torch.Tensor:
 
 @technique
 @dataclass(frozen=True)
-class Reorder(Technique):
+class Reorder(Switch):
     name = "reorder"
     order = -20
 
-    @classmethod
-    def parse(cls, sides, count, value, text):
-        if value != "on":
-            raise KVTechniqueError(f"KV policy {text!r}: reorder takes the value on, got {value!r}")
-        return cls(sides)
-
-    @property
-    def item(self) -> str:
-        return f"{self.side_prefix()}reorder=on"
 
     def wrap(self, store, make_store, layer, side, context):
         stats = context.calibrated("reorder")

@@ -7,36 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantbench.kernels import formats
-
-from . import KVTechniqueError, Technique, technique
+from . import HeldPositions, technique
 from .stores import TechniqueStore, host_start
-
-
-def held_format(value: str, text: str) -> str:
-    """The canonical spec of a technique's higher-precision format."""
-    try:
-        return formats.get(value).spec
-    except formats.FormatError as exc:
-        raise KVTechniqueError(f"KV policy {text!r}: {exc}") from None
 
 
 @technique
 @dataclass(frozen=True)
-class Sinks(Technique):
-    count: int = 4
-    spec: str = "q8_0"
+class Sinks(HeldPositions):
     name = "sinks"
     order = 10
-    needs_count = True
-
-    @classmethod
-    def parse(cls, sides, count, value, text):
-        return cls(sides, count, held_format(value, text))
-
-    @property
-    def item(self) -> str:
-        return f"{self.side_prefix()}sinks{self.count}={self.spec}"
 
     def wrap(self, store, make_store, layer, side, context):
         return SinkStore(store, make_store(self.spec), self.count)

@@ -17,7 +17,7 @@ import torch
 
 from quantbench.kernels.formats.rotation import fwht, random_signs
 
-from . import KVTechniqueError, Technique, technique
+from . import KVTechniqueError, Switch, technique
 from .stores import TransformStore
 
 
@@ -38,19 +38,10 @@ def rotated_group(fmt, head_dim: int) -> int:
 
 @technique
 @dataclass(frozen=True)
-class Walsh(Technique):
+class Walsh(Switch):
     name = "walsh"
     order = -40
 
-    @classmethod
-    def parse(cls, sides, count, value, text):
-        if value != "on":
-            raise KVTechniqueError(f"KV policy {text!r}: walsh takes the value on, got {value!r}")
-        return cls(sides)
-
-    @property
-    def item(self) -> str:
-        return f"{self.side_prefix()}walsh=on"
 
     def wrap(self, store, make_store, layer, side, context):
         fmt = store.base_format

@@ -13,27 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import KVTechniqueError, Technique, technique
-from .sinks import held_format
+from . import HeldPositions, KVTechniqueError, technique
 from .stores import TechniqueStore, host_start
 
 
 @technique
 @dataclass(frozen=True)
-class Window(Technique):
-    count: int = 32
-    spec: str = "f16"
+class Window(HeldPositions):
     name = "window"
     order = 20
-    needs_count = True
-
-    @classmethod
-    def parse(cls, sides, count, value, text):
-        return cls(sides, count, held_format(value, text))
-
-    @property
-    def item(self) -> str:
-        return f"{self.side_prefix()}window{self.count}={self.spec}"
 
     def wrap(self, store, make_store, layer, side, context):
         return WindowStore(store, make_store(self.spec), self.count)
