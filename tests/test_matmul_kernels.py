@@ -22,7 +22,8 @@ SPECS = ("f32", "q8_0", "q4_0", "q4_1", "turbo3:group=64", "turbo2:group=32", "t
          "turbo4:group=64", "q4_0_rot:group=128")
 # m: 1 and 3 take the GEMV kernels; 37 the tiled one. n = 40: a partial tile of 16 rows;
 # k = 384: a partial tile of 256 columns (12 blocks, 6 groups of 64, 3 of 128)
-SHAPES = {"gemv": ((1, 40, 384), (3, 40, 384)), "gemm": ((37, 40, 384),)}
+# n = 7 and n = 1: the numba GEMV takes weight rows in groups of 4, the last group clamped
+SHAPES = {"gemv": ((1, 40, 384), (3, 40, 384), (2, 7, 384), (4, 1, 384)), "gemm": ((37, 40, 384),)}
 
 
 OWN_SHAPES = {("torch", "int4pack")}  # packs 16 output rows at a time: n = 40 is refused; tests/test_torch_int4.py

@@ -26,8 +26,7 @@ from quantbench.kernels.formats.rotation import fwht
 from quantbench.kernels.matmul.numba_fma import (
     KC,
     NT,
-    gemv_q4_0,
-    gemv_q4_1,
+    gemv_q4,
     gemv_q8_0,
     gemv_turbo,
     spread_table,
@@ -56,6 +55,7 @@ def check_supported(fmt, variant_name: str) -> None:
 
 
 NO_MINIMUM = np.empty((0, 0), np.uint16)  # q4_0 and q8_0 have no block minimum
+NO_SUMS = np.empty((0, 0), np.float32)  # the activations' block sums, which only q4_1's minimum reads
 
 
 class NumbaMatmul:
@@ -105,10 +105,9 @@ class NumbaMatmul:
             xb = x.numpy().reshape(x.shape[0], self.k // 32, 32)
             if name == "q8_0":
                 gemv_q8_0(xb, self.d_bits, self.qs, self.table, out, 16)
-            elif name == "q4_0":
-                gemv_q4_0(xb, self.d_bits, self.qs, self.table, out, 16)
             else:
-                gemv_q4_1(xb, self.d_bits, self.m_bits, self.qs, self.table, out, 16)
+                xsum = xb.sum(axis=2) if name == "q4_1" else NO_SUMS
+                gemv_q4(xb, xsum, self.d_bits, self.m_bits, self.qs, self.table, out, 16, Q4_OFFSET[name])
         elif name == "q8_0":
             tiled_q8_0(x.numpy(), self.d_bits, self.qs, self.table, out, NT, KC)
         else:
