@@ -1,11 +1,15 @@
 """A search of KV policies under a bits budget (`quantbench search`).
 
-The space: a K format and a V format from a ladder (asymmetric pairs included), each pair plain and
-with a recent window of each size in a higher format (kv_techniques/window.py), keeping the policies
-whose bits per value at the context measured (every window position counted) are within the
-budget. Every candidate is screened on a few chunks; the screen's Pareto front (no other candidate
-has at most its bits and a lower KLD) and the baseline are then measured on the full chunk count,
-on the same tokens and the same cached reference.
+The space: a K format and a V format from a ladder (asymmetric pairs included; `k_only` adds K
+formats that only keys take, such as kivi2's per-channel keys), each pair plain and with a recent
+window of each size in a higher format (kv_techniques/window.py; on V alone where K is a token-axis
+format, which keeps its own recent tokens), keeping the policies whose bits per value at the context
+measured (every window position and trained table counted) are within the budget and that a cache
+can be built with. Every candidate is screened on a few chunks. Each policy on the screen's Pareto
+front (no other candidate has at most its bits and a lower KLD) is then screened again with each
+technique item of `techniques` added (equalization, pre-RoPE keys, sinks...), and the front of all
+of them and the baseline are measured on the full chunk count, on the same tokens and the same
+cached reference.
 
 Per layer and side (`per_layer`, after KVTuner's sensitivity-driven allocation): from the best
 screened policy's techniques, with every layer's K and V at the ladder's cheapest format, each
@@ -16,17 +20,23 @@ allocation is measured with the front, in full.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 from quantbench.harness.errors import UserError
 from quantbench.harness.landscape_html import pareto_frontier
 from quantbench.harness.model import parse_kv_policy
+from quantbench.harness.model.errors import ModelError
 from quantbench.harness.model.kv_policy import KVPolicy
 from quantbench.harness.quality import quality_table
+from quantbench.kernels.errors import FormatError
+from quantbench.kernels.formats.token_groups import token_group_format
 
 DEFAULT_LADDER = ("turbo2_tcq", "turbo3_tcq", "turbo4_mse", "q4_0_rot")
+DEFAULT_K_ONLY = ("kivi2",)
 DEFAULT_WINDOWS = (16, 24, 32, 48, 64)
 DEFAULT_WINDOW_FORMAT = "q8_0"
+DEFAULT_TECHNIQUES = ("k.equalize=auto", "k.prerope=on", "sinks4=q8_0")
 BASELINE = "q4_0_rot"
 
 
@@ -35,27 +45,64 @@ class SearchSpace:
     ladder: tuple[str, ...] = DEFAULT_LADDER
     windows: tuple[int, ...] = DEFAULT_WINDOWS
     window_format: str = DEFAULT_WINDOW_FORMAT
+    k_only: tuple[str, ...] = DEFAULT_K_ONLY
+    techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
 
     def policies(self, n_layers: int) -> list:
         out = []
-        for k in self.ladder:
+        for k in dict.fromkeys(self.ladder + self.k_only):
             for v in self.ladder:
                 base = k if k == v else f"k={k},v={v}"
+                side = "v." if token_group_format(k) else ""
                 out.append(base)
-                out.extend(f"{base},window{w}={self.window_format}" for w in self.windows)
+                out.extend(f"{base},{side}window{w}={self.window_format}" for w in self.windows)
         return [parse_kv_policy(spec, n_layers=n_layers) for spec in out]
 
+    def with_techniques(self, policies: list, n_layers: int) -> list:
+        """Every policy with each technique item added, where it holds no item of that name yet."""
+        items = [(item, _technique(item, n_layers)) for item in self.techniques]
+        out = []
+        for policy in policies:
+            held = {(t.name, side) for t in policy.techniques for side in t.sides}
+            for item, technique in items:
+                if not held & {(technique.name, side) for side in technique.sides}:
+                    out.append(parse_kv_policy(f"{policy.spec},{item}", n_layers=n_layers))
+        return out
 
-def within_budget(policies: list, budget: float, head_dim: int, ctx: int) -> list:
-    return [p for p in policies if p.bits_per_value(head_dim, ctx) <= budget + 1e-9]
+
+def _technique(item: str, n_layers: int):
+    techniques = parse_kv_policy(f"f16,{item}", n_layers=n_layers).techniques
+    if len(techniques) != 1:
+        raise UserError(f"search: technique {item!r} is not one technique item (such as k.equalize=auto)")
+    return techniques[0]
+
+
+def within_budget(policies: list, budget: float, config, ctx: int) -> list:
+    return [p for p in policies if p.bits_per_value(config.head_dim, ctx, config.n_kv_heads) <= budget + 1e-9]
+
+
+def buildable(model, policies: list, progress: bool = True) -> list:
+    """The policies a cache can be built with; the others are named on stderr with the reason."""
+    out = []
+    for policy in policies:
+        try:
+            model.new_cache(1, 1, policy)
+        except (ModelError, FormatError) as exc:
+            if progress:
+                print(f"search: leaving out {policy.spec}: {exc}", file=sys.stderr)
+            continue
+        out.append(policy)
+    return out
 
 
 def layer_allocation(model, budget: float, ctx: int, chunks: int, ladder: tuple[str, ...], techniques: tuple,
                      corpus=None, model_name: str | None = None, progress: bool = True) -> KVPolicy | None:
     """The greedy per-layer allocation (module docstring); None when even the cheapest policy is over."""
-    n, head_dim = model.config.n_layers, model.config.head_dim
+    config = model.config
+    n = config.n_layers
     canonical = [parse_kv_policy(spec, n_layers=1).k_formats[0] for spec in ladder]
-    bits = {spec: parse_kv_policy(spec, n_layers=1).bits_per_value(head_dim) for spec in canonical}
+    bits = {spec: parse_kv_policy(spec, n_layers=1).bits_per_value(config.head_dim, ctx, config.n_kv_heads)
+            for spec in canonical}
     rungs = sorted(set(canonical), key=lambda spec: bits[spec])
 
     def policy(choice: dict) -> KVPolicy:
@@ -63,7 +110,7 @@ def layer_allocation(model, budget: float, ctx: int, chunks: int, ladder: tuple[
         return KVPolicy(k, tuple(choice[layer, "v"] for layer in range(n)), techniques)
 
     start = {(layer, side): rungs[0] for layer in range(n) for side in "kv"}
-    if policy(start).bits_per_value(head_dim, ctx) > budget + 1e-9:
+    if not within_budget([policy(start)], budget, config, ctx):
         return None
     tests = {(slot, spec): policy({**start, slot: spec}) for slot in start for spec in rungs[1:]}
     rows = quality_table(model, [policy(start), *tests.values()], corpus, ctx, chunks, model_name=model_name,
@@ -72,12 +119,12 @@ def layer_allocation(model, budget: float, ctx: int, chunks: int, ladder: tuple[
     gain = {key: kld[policy(start).spec] - kld[p.spec] for key, p in tests.items()}
     choice = dict(start)
     while True:
-        spent = policy(choice).bits_per_value(head_dim, ctx)
+        spent = policy(choice).bits_per_value(config.head_dim, ctx, config.n_kv_heads)
         steps = []
         for slot, current in choice.items():
             for spec in rungs[rungs.index(current) + 1:]:
                 extra = gain[slot, spec] - gain.get((slot, current), 0.0)
-                after = policy({**choice, slot: spec}).bits_per_value(head_dim, ctx)
+                after = policy({**choice, slot: spec}).bits_per_value(config.head_dim, ctx, config.n_kv_heads)
                 if extra > 0 and after <= budget + 1e-9:
                     steps.append((extra / (after - spent) if after > spent else math.inf, slot, spec))
         if not steps:
@@ -93,19 +140,27 @@ def search(model, budget: float, ctx: int, chunks: int, screen_chunks: int, spac
     'best': the final row of lowest KLD within the budget (None if none), 'baseline': its row}; rows as
     quality_table's, plus `on_front` (on the Pareto front of their table) and, in 'final', `ratio`
     (KLD over the baseline's)."""
-    head_dim = model.config.head_dim
-    candidates = within_budget(space.policies(model.config.n_layers), budget, head_dim, ctx)
+    n_layers = model.config.n_layers
+    candidates = buildable(model, within_budget(space.policies(n_layers), budget, model.config, ctx), progress)
     if not candidates:
         raise UserError(f"search: no policy of the space fits {budget} bits per value at ctx {ctx} "
                         f"(ladder {', '.join(space.ladder)})")
-    screen = quality_table(model, candidates, corpus, ctx, min(screen_chunks, chunks), model_name=model_name,
-                           progress=progress)
+    screen_chunks = min(screen_chunks, chunks)
+    screen = quality_table(model, candidates, corpus, ctx, screen_chunks, model_name=model_name, progress=progress)
+    front = {p["kv"] for p in pareto_frontier(screen)}
+    seen = {p.spec for p in candidates}
+    fresh = {p.spec: p for p in space.with_techniques([p for p in candidates if p.spec in front], n_layers)
+             if p.spec not in seen}
+    added = buildable(model, within_budget(list(fresh.values()), budget, model.config, ctx), progress)
+    if added:
+        screen += quality_table(model, added, corpus, ctx, screen_chunks, model_name=model_name, progress=progress)
+        candidates += added
     front = {p["kv"] for p in pareto_frontier(screen)}
     finalists = [p for p in candidates if p.spec in front]
     if per_layer:
         kld = {row["kv"]: row["kld_mean"] for row in screen}
         best_screened = min(candidates, key=lambda p: kld[p.spec])
-        allocated = layer_allocation(model, budget, ctx, min(screen_chunks, chunks), space.ladder,
+        allocated = layer_allocation(model, budget, ctx, screen_chunks, space.ladder,
                                      best_screened.techniques, corpus, model_name, progress)
         if allocated is not None and allocated.spec not in front:
             finalists.append(allocated)

@@ -124,8 +124,9 @@ def run_throughput(model: Model, policies: list[KVPolicy | None], n_prompt: list
                         graph = f"failed: {str(exc).splitlines()[0][:120]}"
             policy = policies[pi]
             spec = policy.spec if policy is not None else "none"
-            bits = policy.bits_per_value(model.config.head_dim, depth + n) if policy is not None else \
-                torch.finfo(model.dtype).bits
+            config = model.config
+            bits = policy.bits_per_value(config.head_dim, depth + n, config.n_kv_heads) if policy is not None \
+                else torch.finfo(model.dtype).bits
             keyed.append(((pi, di), ThroughputRow(spec, bits, op, n, depth, timing, graph, _shares(model, run),
                                                   attn=attn)))
     return [row for _, row in sorted(keyed, key=lambda item: item[0])]

@@ -6,7 +6,9 @@ from pathlib import Path
 from quantbench.harness.errors import UserError
 from quantbench.harness.kv_search import (
     BASELINE,
+    DEFAULT_K_ONLY,
     DEFAULT_LADDER,
+    DEFAULT_TECHNIQUES,
     DEFAULT_WINDOW_FORMAT,
     DEFAULT_WINDOWS,
     SearchSpace,
@@ -26,17 +28,24 @@ SCREEN_COLUMNS = ["kv", "bits_per_value", "kld_mean", "kld_mean_err", "on_front"
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "search", help="KV policies within a bits budget: K/V format pairs, recent windows; the Pareto front "
-                       "of mean KLD against bits per value, against a baseline",
-        description="Every candidate is screened on --screen-chunks chunks; the screen's Pareto front and the "
-                    "baseline are measured on --chunks chunks (the same tokens, the same cached reference). "
-                    "Bits per value count every window position at --ctx.")
+        "search", help="KV policies within a bits budget: K/V format pairs, recent windows, techniques; the Pareto "
+                       "front of mean KLD against bits per value, against a baseline",
+        description="Every candidate is screened on --screen-chunks chunks, then every policy on the screen's "
+                    "Pareto front with each of --techniques added; the front of all of them and the baseline are "
+                    "measured on --chunks chunks (the same tokens, the same cached reference). Bits per value "
+                    "count every window position and trained table at --ctx.")
     p.add_argument("--budget", type=positive_float, required=True, help="most bits per value, e.g. 3.5")
     p.add_argument("-c", "--ctx", type=positive_int, default=512, help="tokens per chunk (default 512)")
     p.add_argument("--chunks", type=positive_int, default=8, help="chunks of the final measurement (default 8)")
     p.add_argument("--screen-chunks", type=positive_int, default=2, help="chunks of the screen (default 2)")
     p.add_argument("--ladder", default=",".join(DEFAULT_LADDER),
                    help=f"K and V formats to pair (default {','.join(DEFAULT_LADDER)})")
+    p.add_argument("--k-only", default=",".join(DEFAULT_K_ONLY),
+                   help="formats only keys take, paired with every ladder format for V, or none (default "
+                        "%(default)s: KIVI's per-channel keys; a recent window then covers V only)")
+    p.add_argument("--techniques", default=",".join(DEFAULT_TECHNIQUES),
+                   help="policy items added, one at a time, to every policy on the screen's front and screened "
+                        "too, or none (default %(default)s)")
     p.add_argument("--windows", default=",".join(map(str, DEFAULT_WINDOWS)),
                    help="recent-window sizes to try, or none (default %(default)s)")
     p.add_argument("--window-format", default=DEFAULT_WINDOW_FORMAT,
@@ -66,11 +75,20 @@ def _windows(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _items(text: str) -> tuple[str, ...]:
+    """Comma-separated items, or none."""
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def run(args) -> int:
-    ladder = tuple(part.strip() for part in args.ladder.split(",") if part.strip())
+    ladder = _items(args.ladder)
     if not ladder:
         raise UserError("--ladder: no format given")
-    space = SearchSpace(ladder, _windows(args.windows), args.window_format)
+    space = SearchSpace(ladder, _windows(args.windows), args.window_format, _items(args.k_only),
+                        _items(args.techniques))
+    space.with_techniques([], n_layers=64)  # a bad item is an error before the model loads
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
     found = search(model, args.budget, args.ctx, args.chunks, args.screen_chunks, space, args.baseline,

@@ -122,15 +122,35 @@ class KVPolicy:
         extra = sum(t.extra_bits(head_dim, ctx) for t in techniques) + (tables(head_dim, ctx) if tables else 0)
         return stored / ctx + extra
 
-    def bits_per_value(self, head_dim: int, ctx: int | None = None) -> float:
-        """Mean storage bits per cached value, over layers and K/V (at context ctx: store_bits)."""
+    def bits_per_value(self, head_dim: int, ctx: int | None = None, kv_heads: int = 1) -> float:
+        """Mean storage bits per cached value, over layers and K/V (at context ctx: store_bits), plus
+        the tables trained on a model that its formats name (`shared_tables`), each stored once
+        for the whole cache: spread over layers x 2 x kv_heads x head_dim x ctx values. Without
+        kv_heads a table is spread over one KV head, an upper bound."""
         bits = [self.store_bits(layer, side, head_dim, ctx) for layer in range(self.n_layers) for side in SIDES]
-        return sum(bits) / len(bits)
+        tables = self.shared_tables(ctx)
+        if tables and (ctx is None or ctx <= 0):
+            raise KVPolicyError(f"KV policy {self.spec}: its trained tables ({', '.join(tables)}) are counted over "
+                                "the context; give a positive ctx")
+        shared = sum(tables.values()) / (len(bits) * kv_heads * head_dim * ctx) if tables else 0.0
+        return sum(bits) / len(bits) + shared
+
+    def shared_tables(self, ctx: int | None = None) -> dict[str, int]:
+        """{name: bits} of the trained tables of every format the policy stores values in (the
+        layers' formats and those of positions a technique holds at ctx), each once."""
+        specs = set(self.k_formats) | set(self.v_formats)
+        if ctx:
+            specs |= {held[1] for held in (t.held(ctx) for t in self.techniques) if held is not None}
+        tables: dict[str, int] = {}
+        for spec in sorted(specs):
+            tables.update(getattr(cache_format(spec), "shared_tables", dict)())
+        return tables
 
     def kv_bytes_per_token(self, config, ctx: int | None = None) -> float:
         """Cache bytes one token costs on average over ctx positions, all layers, K and V (side data
-        included; exact for a policy without techniques, whatever ctx)."""
-        return self.bits_per_value(config.head_dim, ctx) * 2 * config.n_layers * config.n_kv_heads * config.head_dim / 8
+        and trained tables included; exact for a policy without techniques, whatever ctx)."""
+        bits = self.bits_per_value(config.head_dim, ctx, config.n_kv_heads)
+        return bits * 2 * config.n_layers * config.n_kv_heads * config.head_dim / 8
 
 
 def parse_kv_policy(kv: str | None = None, k: str | None = None, v: str | None = None, *,

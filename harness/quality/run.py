@@ -111,7 +111,7 @@ def quality_table(model, kv_specs: list[str | KVPolicy], corpus: Corpus | str | 
         blocks = parts[(_weights_label(w), policy.spec)]
         stats = TokenStats.cat(blocks)
         row = {"kv": policy.spec, "case": case, "variant": attn,
-               "bits_per_value": policy.bits_per_value(model.config.head_dim, ctx),
+               "bits_per_value": policy.bits_per_value(model.config.head_dim, ctx, model.config.n_kv_heads),
                "kv_bytes_per_token": policy.kv_bytes_per_token(model.config, ctx)}
         if hasattr(w, "row_fields"):
             row.update(w.row_fields(policy.spec, attn))

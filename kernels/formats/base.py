@@ -96,6 +96,13 @@ class Format:
         """Exact storage bits per value for rows of length `dim` (side data included)."""
         raise NotImplementedError
 
+    def shared_tables(self) -> dict[str, int]:
+        """{name: bits} of the tables a decoder must hold that are trained on a model's own data
+        (kernels/formats/codebook_tables.py), stored once however many rows use them. Tables computed
+        from the format's definition (Lloyd-Max levels of N(0, 1), trellis tables trained on Gaussian
+        data from a fixed seed) are rebuilt from the spec and cost nothing."""
+        return {}
+
     def bytes_for(self, rows: int, dim: int) -> int:
         """Exact storage bytes of `rows` rows of length `dim`."""
         bits = self.bits_per_value_for(dim) * rows * dim

@@ -125,6 +125,10 @@ class TurboFormat(RotationGroups, Format):
         return self.group or 128
 
     # ---- constants the kernels share ------------------------------------------------------------
+    def shared_tables(self) -> dict[str, int]:
+        """A trained table of levels: 2^bits float32 values."""
+        return {} if self.levels == GAUSSIAN else {f"levels={self.levels}": 32 << self.bits}
+
     def codebook(self, g: int) -> torch.Tensor:
         """float32 levels of the Lloyd-Max quantizer of N(0, 1/g), or of the trained table scaled alike."""
         if self.levels != GAUSSIAN:

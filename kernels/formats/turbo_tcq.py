@@ -90,6 +90,10 @@ class _TurboTCQ(RotationGroups, Format):
         return self.group or 128
 
     # ---- the code --------------------------------------------------------------------------------
+    def shared_tables(self) -> dict[str, int]:
+        """A table trained on a model (code=<name>): 2^L float32 reconstructions."""
+        return {} if self.code in trellis_mod.CODES else {f"code={self.code}": 32 * self.trellis.n_states}
+
     @property
     def table(self) -> np.ndarray:
         """float32 [2**L] reconstructions for a unit-variance source (a trained table is built at first use)."""
