@@ -7,9 +7,10 @@ format, which keeps its own recent tokens), keeping the policies whose bits per 
 measured (every window position and trained table counted) are within the budget and that a cache
 can be built with. Every candidate is screened on a few chunks. Each policy on the screen's Pareto
 front (no other candidate has at most its bits and a lower KLD) is then screened again with each
-technique item of `techniques` added (equalization, pre-RoPE keys, sinks...), and the front of all
-of them and the baseline are measured on the full chunk count, on the same tokens and the same
-cached reference.
+technique item of `techniques` added (equalization, pre-RoPE keys, sinks...); those that join the
+front are tried with each further item, and so on while the front grows. The front of all of them
+and the baseline are measured on the full chunk count, on the same tokens and the same cached
+reference.
 
 Per layer and side (`per_layer`, after KVTuner's sensitivity-driven allocation): from the best
 screened policy's techniques, with every layer's K and V at the ladder's cheapest format, each
@@ -75,6 +76,11 @@ def _technique(item: str, n_layers: int):
     if len(techniques) != 1:
         raise UserError(f"search: technique {item!r} is not one technique item (such as k.equalize=auto)")
     return techniques[0]
+
+
+def _same_policy(policy: KVPolicy) -> tuple:
+    """What two policies that differ only in the order of their items share."""
+    return policy.k_formats, policy.v_formats, frozenset(policy.techniques)
 
 
 def within_budget(policies: list, budget: float, config, ctx: int) -> list:
@@ -148,14 +154,20 @@ def search(model, budget: float, ctx: int, chunks: int, screen_chunks: int, spac
     screen_chunks = min(screen_chunks, chunks)
     screen = quality_table(model, candidates, corpus, ctx, screen_chunks, model_name=model_name, progress=progress)
     front = {p["kv"] for p in pareto_frontier(screen)}
-    seen = {p.spec for p in candidates}
-    fresh = {p.spec: p for p in space.with_techniques([p for p in candidates if p.spec in front], n_layers)
-             if p.spec not in seen}
-    added = buildable(model, within_budget(list(fresh.values()), budget, model.config, ctx), progress)
-    if added:
+    grown = [p for p in candidates if p.spec in front]
+    for _ in space.techniques:  # a round adds one more item to the policies that joined the front
+        seen = {_same_policy(p) for p in candidates}
+        fresh = {}
+        for policy in space.with_techniques(grown, n_layers):
+            if _same_policy(policy) not in seen:
+                fresh.setdefault(_same_policy(policy), policy)
+        added = buildable(model, within_budget(list(fresh.values()), budget, model.config, ctx), progress)
+        if not added:
+            break
         screen += quality_table(model, added, corpus, ctx, screen_chunks, model_name=model_name, progress=progress)
         candidates += added
-    front = {p["kv"] for p in pareto_frontier(screen)}
+        front = {p["kv"] for p in pareto_frontier(screen)}
+        grown = [p for p in added if p.spec in front]
     finalists = [p for p in candidates if p.spec in front]
     if per_layer:
         kld = {row["kv"]: row["kld_mean"] for row in screen}

@@ -146,3 +146,25 @@ def test_greedy_allocation_follows_the_measured_gains(monkeypatch):
     assert kv_search.layer_allocation(model, 4.0, 16, 1, ("q4_0", "q8_0"), ()) is None
     free = kv_search.layer_allocation(model, 4.5, 16, 1, ("q4_0", "q4_0_rot"), ())  # same bits: free upgrades
     assert set(free.k_formats + free.v_formats) == {"q4_0_rot"} and free.bits_per_value(32, 16) == 4.5
+
+
+def test_techniques_are_combined_while_they_join_the_front(monkeypatch):
+    from quantbench.harness import kv_search
+    from quantbench.harness.model import load_model
+
+    model = load_model(config=CONFIG)
+    gains = {"sinks2=q8_0": 0.3, "v.alpha=1.02": 0.2}  # each lowers the KLD; together the most
+
+    def fake_table(model, policies, corpus, ctx, *args, **kwargs):
+        rows = []
+        for p in policies:
+            kld = 1.0 - sum(g for item, g in gains.items() if item in p.spec) - 0.4 * p.spec.startswith("q8_0")
+            rows.append({"kv": p.spec, "kld_mean": kld, "bits_per_value": p.bits_per_value(32, ctx, 1)})
+        return rows
+
+    monkeypatch.setattr(kv_search, "quality_table", fake_table)
+    space = SearchSpace(("q4_0",), (), "f16", k_only=(), techniques=tuple(gains))
+    found = kv_search.search(model, 6.0, 16, 2, 1, space, baseline="q8_0", progress=False)
+    screened = [row["kv"] for row in found["screen"]]
+    assert screened == ["q4_0", "q4_0,sinks2=q8_0", "q4_0,v.alpha=1.02", "q4_0,sinks2=q8_0,v.alpha=1.02"]
+    assert found["best"]["kv"] == "q4_0,sinks2=q8_0,v.alpha=1.02"
