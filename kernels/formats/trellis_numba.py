@@ -15,25 +15,33 @@ TASKS = 64  # prange tasks per call: each allocates its scratch once and takes e
 
 
 @njit(cache=True, inline="always")
-def _step(xt, table, cost, best, back, P, K):
+def _step(xt, table_pk, cost_kp, cost_pk, best, back, P, K):
     """One Viterbi step: for each overlap u, the cheapest of its K predecessors u + j*P (first on
-    ties) into best[u] / back[u]; then the cost of each state u*K + b."""
+    ties) into best[u] / back[u]; then the cost of each state u*K + b. The cost array comes as two
+    views, [K, P] (state j*P + u) and [P, K] (state u*K + b), so that each innermost loop indexes by
+    its own variable: cost[j*P + u] needs numba's negative-index check, which LLVM turns into a
+    gather. The selects rather than an `if` keep the stores unconditional. The states' loop runs to
+    the row's run-time length: with the literal K it is unrolled into scalar code (a level load may
+    alias a cost store, so the 8 are not combined), with a run-time count it is vectorized. One pass
+    of 64 values at L = 9, k = 3: 22 us as flat indices, 16 us through the views, 10 us so."""
+    first = cost_kp[0]
     for u in range(P):
-        best[u] = cost[u]
+        best[u] = first[u]
         back[u] = 0
     for j in range(1, K):
-        off = j * P
+        row = cost_kp[j]
         for u in range(P):
-            c = cost[off + u]
-            if c < best[u]:
-                best[u] = c
-                back[u] = j
+            c = row[u]
+            take = c < best[u]
+            best[u] = c if take else best[u]
+            back[u] = np.uint8(j) if take else back[u]
     for u in range(P):
         bu = best[u]
-        base = u * K
-        for b in range(K):
-            d = xt - table[base + b]
-            cost[base + b] = bu + d * d
+        levels = table_pk[u]
+        states = cost_pk[u]
+        for b in range(levels.shape[0]):
+            d = xt - levels[b]
+            states[b] = bu + d * d
 
 
 @njit(cache=True)
@@ -46,14 +54,15 @@ def _viterbi(x, table, k, L, overlap, back, cost, best, out):
     K = 1 << k
     for s in range(S):
         cost[s] = 0.0 if (overlap < 0 or s == overlap) else np.inf
+    cost_kp, cost_pk, table_pk = cost.reshape((K, P)), cost.reshape((P, K)), table.reshape((P, K))
     for t in range(T):
         # a literal branch count lets LLVM unroll and vectorize the inner loops (2x at L = 9)
         if k == 2:
-            _step(x[t], table, cost, best, back[t], P, 4)
+            _step(x[t], table_pk, cost_kp, cost_pk, best, back[t], P, 4)
         elif k == 3:
-            _step(x[t], table, cost, best, back[t], P, 8)
+            _step(x[t], table_pk, cost_kp, cost_pk, best, back[t], P, 8)
         else:
-            _step(x[t], table, cost, best, back[t], P, K)
+            _step(x[t], table_pk, cost_kp, cost_pk, best, back[t], P, K)
     last = -1
     for s in range(S):
         if overlap >= 0 and (s & (P - 1)) != overlap:
