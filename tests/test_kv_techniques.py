@@ -151,15 +151,16 @@ class FakeStore:
         return self.recent[:length].to(dtype)
 
 
+@pytest.mark.parametrize(("n", "with_mask"), [(4, True), (1, True), (1, False)])  # prefill; decode's own path
 @pytest.mark.parametrize(("k_window", "v_window"), [(3, 3), (3, 0), (0, 5)])
-def test_windowed_attention_picks_each_pairs_key_and_value(k_window, v_window):
+def test_windowed_attention_picks_each_pairs_key_and_value(k_window, v_window, n, with_mask):
     from quantbench.harness.model.attention.windowed import windowed_sdpa
 
     g = torch.Generator().manual_seed(3)
-    length, n, heads, kv_heads, d = 10, 4, 4, 2, 8
+    length, heads, kv_heads, d = 10, 4, 2, 8
     k_old, k_new, v_old, v_new = (torch.randn(length, 1, kv_heads, d, generator=g) for _ in range(4))
     q = torch.randn(1, heads, n, d, generator=g)
-    mask = torch.arange(length)[None, :] <= torch.arange(length - n, length)[:, None]
+    mask = torch.arange(length)[None, :] <= torch.arange(length - n, length)[:, None] if with_mask else None
     got = windowed_sdpa(q, FakeStore(k_old, k_new, k_window), FakeStore(v_old, v_new, v_window), length, mask)
     for h in range(heads):
         kv = h // (heads // kv_heads)
