@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
         "search", help="KV policies within a bits budget: K/V format pairs, recent windows, techniques; the Pareto "
                        "front of mean KLD against bits per value, against a baseline",
         description="Every candidate is screened on --screen-chunks chunks, then every policy on the screen's "
-                    "Pareto front with each of --techniques added; the front of all of them and the baseline are "
+                    "Pareto front with each of --techniques added (and those that join it with each further "
+                    "one); the front of all of them and the baseline are "
                     "measured on --chunks chunks (the same tokens, the same cached reference). Bits per value "
                     "count every window position and trained table at --ctx.")
     p.add_argument("--budget", type=positive_float, required=True, help="most bits per value, e.g. 3.5")
@@ -44,8 +45,8 @@ def add_parser(sub) -> None:
                    help="formats only keys take, paired with every ladder format for V, or none (default "
                         "%(default)s: KIVI's per-channel keys; a recent window then covers V only)")
     p.add_argument("--techniques", default=",".join(DEFAULT_TECHNIQUES),
-                   help="policy items added, one at a time, to every policy on the screen's front and screened "
-                        "too, or none (default %(default)s)")
+                   help="policy items added one at a time to every policy on the screen's front, and combined "
+                        "while they join the front, or none (default %(default)s)")
     p.add_argument("--windows", default=",".join(map(str, DEFAULT_WINDOWS)),
                    help="recent-window sizes to try, or none (default %(default)s)")
     p.add_argument("--window-format", default=DEFAULT_WINDOW_FORMAT,
