@@ -53,6 +53,11 @@ def _format_bits(spec: str, head_dim: int) -> float:
     return cache_format(spec).bits_per_value_for(head_dim)
 
 
+@functools.lru_cache(maxsize=None)
+def _format_tables(spec: str) -> tuple[tuple[str, int], ...]:
+    return tuple(getattr(cache_format(spec), "shared_tables", dict)().items())
+
+
 def cache_format(spec: str):
     """The format a policy names: a token-axis format (kivi2, kivi4: kernels/formats/token_groups.py)
     or a registered per-row one."""
@@ -143,7 +148,7 @@ class KVPolicy:
             specs |= {held[1] for held in (t.held(ctx) for t in self.techniques) if held is not None}
         tables: dict[str, int] = {}
         for spec in sorted(specs):
-            tables.update(getattr(cache_format(spec), "shared_tables", dict)())
+            tables.update(_format_tables(spec))
         return tables
 
     def kv_bytes_per_token(self, config, ctx: int | None = None) -> float:
