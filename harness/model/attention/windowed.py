@@ -57,7 +57,6 @@ def windowed_sdpa(q, k_store, v_store, length: int, mask):
     keys = torch.arange(length, device=q.device)[None, :]
     allowed = keys <= positions if mask is None else mask.to(torch.bool)
     k_recent, v_recent = _recent_mask(k_store, positions, keys), _recent_mask(v_store, positions, keys)
-    scale = 1.0 / math.sqrt(head_dim)
     qg = q.reshape(batch, kv_heads, group * n, head_dim)
     if n == 1:
         k = _by_kv_head(_pick(k_recent[0], k_new, k_old))
@@ -65,6 +64,7 @@ def windowed_sdpa(q, k_store, v_store, length: int, mask):
         return F.scaled_dot_product_attention(qg, k, v, attn_mask=allowed).reshape(batch, n_heads, 1, head_dim)
     k_old, k_new, v_old, v_new = (_by_kv_head(x) for x in (k_old, k_new, v_old, v_new))
     allowed, k_recent, v_recent = (m.repeat(group, 1) for m in (allowed, k_recent, v_recent))
+    scale = 1.0 / math.sqrt(head_dim)
     scores = torch.where(k_recent, qg @ k_new.transpose(-1, -2), qg @ k_old.transpose(-1, -2)) * scale
     weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
     out = (weights * v_recent) @ v_new + (weights * ~v_recent) @ v_old
