@@ -81,11 +81,16 @@ def test_bad_tables_are_clear_errors(tables, spec, message):
         formats.get(spec)
 
 
-def test_train_codebook_writes_a_table_the_format_takes(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def tiny_gguf(tmp_path):
     cfg = tiny_hf_config()
     write_gguf(tmp_path / "tiny.gguf", cfg, random_hf_weights(cfg))
+    return tmp_path / "tiny.gguf"
+
+
+def test_train_codebook_writes_a_table_the_format_takes(tmp_path, tiny_gguf, monkeypatch, capsys):
     out = tmp_path / "tables"
-    assert main(["train-codebook", "-m", str(tmp_path / "tiny.gguf"), "--side", "k", "--bits", "2",
+    assert main(["train-codebook", "-m", str(tiny_gguf), "--side", "k", "--bits", "2",
                  "--weight", "q2", "--name", "tiny-k2", "--out", str(out)]) == 0
     table = json.loads((out / "tiny-k2.json").read_text())
     assert table["bits"] == 2 and table["levels"] == sorted(table["levels"]) and table["samples"] > 0
@@ -97,7 +102,7 @@ def test_train_codebook_writes_a_table_the_format_takes(tmp_path, monkeypatch, c
     assert formats.get("turbo2:levels=tiny-k2").codebook(4).tolist() == pytest.approx(
         [v / math.sqrt(4) for v in table["levels"]])
     trained_levels.cache_clear()
-    assert main(["train-codebook", "-m", str(tmp_path / "tiny.gguf"), "--side", "v", "--weight", "q2",
+    assert main(["train-codebook", "-m", str(tiny_gguf), "--side", "v", "--weight", "q2",
                  "--name", "x", "--out", str(out)]) == 2
 
 
@@ -122,11 +127,9 @@ def test_a_tcq_table_by_name_and_its_checks(tables):
             formats.get(spec)
 
 
-def test_train_codebook_tcq_fine_tunes_a_table_the_format_takes(tmp_path, monkeypatch, capsys):
-    cfg = tiny_hf_config()
-    write_gguf(tmp_path / "tiny.gguf", cfg, random_hf_weights(cfg))
+def test_train_codebook_tcq_fine_tunes_a_table_the_format_takes(tmp_path, tiny_gguf, monkeypatch, capsys):
     out = tmp_path / "tables"
-    assert main(["train-codebook", "-m", str(tmp_path / "tiny.gguf"), "--tcq", "--side", "v", "--bits", "2",
+    assert main(["train-codebook", "-m", str(tiny_gguf), "--tcq", "--side", "v", "--bits", "2",
                  "--name", "tiny-tcq2", "--out", str(out)]) == 0
     table = json.loads((out / "tiny-tcq2.json").read_text())
     assert (table["kind"], table["k"], table["L"], len(table["table"])) == ("tcq", 2, 9, 512)
