@@ -9,5 +9,6 @@ ROOTS = ("kernels", "harness", "suites")
 setup(
     packages=[f"quantbench.{root}{'.' + sub if sub else ''}" for root in ROOTS for sub in ["", *find_packages(root)]],
     package_dir={f"quantbench.{root}": root for root in ROOTS},
-    package_data={"quantbench.suites": ["experiments/*.toml"], "quantbench.kernels.formats": ["codebooks/*.json"]},
+    package_data={"quantbench.suites": ["experiments/*.toml"],
+                  "quantbench.kernels.formats": ["codebooks/*.json", "trellis_tables/*.json"]},
 )

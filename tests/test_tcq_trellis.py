@@ -1,6 +1,7 @@
 """Bitshift trellis: exact search against brute force, reference vs numba, greedy vs Viterbi,
 bit streams, codes and table training."""
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -163,3 +164,57 @@ def test_bad_trellis_parameters_are_rejected(k, L):
 def test_streams_too_short_for_the_state_are_rejected():
     with pytest.raises(FormatError, match="needs at least 12 bits"):
         Trellis(2, 12).check_length(4)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_the_shipped_tables_are_used_and_are_trained_fixed_points(k, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QUANTBENCH_CACHE", str(tmp_path))  # no disk cache to fall back on
+    t = Trellis(k, 9)
+    trellis_training.trained_table.cache_clear()
+    try:
+        table = trellis_training.trained_table(t)
+    finally:
+        trellis_training.trained_table.cache_clear()
+    assert "training" not in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert table.shape == (512,) and np.array_equal(table, -table[::-1])
+    # one more Lloyd pass over the plan's own training data barely moves a converged table
+    # (max 0.0064 at k=2) and moves the random start it began from by 0.36
+    data = trellis_training.training_data(t, trellis_training.plan_for(t))
+    moved = np.abs(trellis_training.lloyd_over_paths(data, t, 1, table) - table).max()
+    start = trellis_training.antisymmetric(trellis.random_code(9))
+    assert moved < 0.02 < 0.1 < np.abs(trellis_training.lloyd_over_paths(data, t, 1, start) - start).max()
+
+
+def test_a_shipped_table_of_another_plan_or_unreadable_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(trellis_training, "SHIPPED_DIR", tmp_path)
+    t = Trellis(2, 5)
+    plan = trellis_training.plan_for(t)
+    path = trellis_training.shipped_path(t)
+    entry = {"k": 2, "L": 5, "plan": plan.tag, "table": [float(v) for v in np.linspace(-1, 1, 32)]}
+    path.write_text(json.dumps(entry))
+    assert np.array_equal(trellis_training._read_shipped(t, plan), np.linspace(-1, 1, 32).astype(np.float32))
+    for bad in ({**entry, "plan": "n1_T1_it1_r1.8_v0"}, {**entry, "table": entry["table"][:31]},
+                {**entry, "table": [float("nan")] * 32}):
+        path.write_text(json.dumps(bad))
+        assert trellis_training._read_shipped(t, plan) is None
+    path.write_text("not json")
+    assert trellis_training._read_shipped(t, plan) is None
+
+
+def test_train_codebook_gaussian_remakes_the_shipped_table(tmp_path, monkeypatch, capsys):
+    from quantbench.harness.cli import main
+
+    monkeypatch.setattr(trellis_training, "SHIPPED_DIR", tmp_path)
+    monkeypatch.setattr(trellis_training, "plan_for",
+                        lambda t: trellis_training.TrainingPlan(values=1 << 12, sequence=128, iterations=3))
+    try:
+        assert main(["train-codebook", "--gaussian", "--bits", "2"]) == 0
+        entry = json.loads((tmp_path / "trained-k2-L9.json").read_text())
+        assert entry["command"] == "quantbench train-codebook --gaussian --bits 2" and len(entry["table"]) == 512
+        assert np.array_equal(trellis_training.trained_table(Trellis(2, 9)), np.asarray(entry["table"], np.float32))
+    finally:
+        trellis_training.trained_table.cache_clear()
+    assert main(["train-codebook", "--gaussian", "--bits", "4"]) == 2
+    assert "the TCQ formats have 2 or 3 bits" in capsys.readouterr().err
+    assert main(["train-codebook", "--bits", "2"]) == 2
+    assert "--side and --name required" in capsys.readouterr().err
