@@ -21,6 +21,7 @@ tolerance) but keeps infinities, which mark masked positions.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -29,9 +30,6 @@ import torch
 from numba import literally, njit, prange
 
 from quantbench.kernels.attention.layout import (
-    KIND_Q4_0,
-    KIND_Q4_1,
-    KIND_Q8_0,
     KIND_TURBO,
     is_native,
     native_plan,
@@ -49,32 +47,23 @@ TASKS_PER_THREAD = 4
 FASTMATH = {"reassoc", "contract", "arcp"}  # not nnan/ninf: masked scores and empty maxima are -inf
 
 
-@njit(parallel=True, cache=True)
-def flash_partials(kind, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, bits, cg, levels, qjl_coef,
-                   split, m_out, l_out, acc_out):
-    R = qx.shape[0]
-    splits = m_out.shape[1]
-    for task in prange(R * splits):
-        r, sp = task // splits, task % splits
-        # one specialization of the task per kind and bit width, each a compile-time constant
-        if kind == KIND_Q8_0:
-            _flash_task(KIND_Q8_0, 0, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
-                        qjl_coef, split, m_out, l_out, acc_out)
-        elif kind == KIND_Q4_0:
-            _flash_task(KIND_Q4_0, 0, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
-                        qjl_coef, split, m_out, l_out, acc_out)
-        elif kind == KIND_Q4_1:
-            _flash_task(KIND_Q4_1, 0, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
-                        qjl_coef, split, m_out, l_out, acc_out)
-        elif bits == 2:
-            _flash_task(KIND_TURBO, 2, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
-                        qjl_coef, split, m_out, l_out, acc_out)
-        elif bits == 3:
-            _flash_task(KIND_TURBO, 3, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
-                        qjl_coef, split, m_out, l_out, acc_out)
-        else:
-            _flash_task(KIND_TURBO, 4, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
-                        qjl_coef, split, m_out, l_out, acc_out)
+@functools.cache
+def flash_partials(kind: int, bits: int):
+    """The native kernel for one format kind and bit width, each a constant of its own compiled
+    function, so that a run compiles only the formats it reads (about 10 s each; one entry switching
+    over all six at run time compiled them all, 80 s, for any one format). numba keys the cached
+    code by the closure's values."""
+
+    @njit(parallel=True, cache=True)
+    def partials(qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, m_out, l_out,
+                 acc_out):
+        R = qx.shape[0]
+        splits = m_out.shape[1]
+        for task in prange(R * splits):
+            _flash_task(kind, bits, task // splits, task % splits, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2,
+                        dim, cg, levels, qjl_coef, split, m_out, l_out, acc_out)
+
+    return partials
 
 
 # The task is plain @njit code called from the prange loop rather than the loop's body (the body of
@@ -284,7 +273,9 @@ class NativeCache:
         m = np.empty((R, self.splits, Q), np.float32)
         l = np.empty((R, self.splits, Q), np.float32)
         acc = np.empty((R, self.splits, Q, W), np.float32)
-        flash_partials(self.plan.kind, qx, self.limits, self.n, *self.k, *self.v, *self.consts, self.split, m, l, acc)
+        dim, bits, cg, levels, qjl_coef = self.consts
+        kernel = flash_partials(self.plan.kind, bits if self.plan.kind == KIND_TURBO else 0)
+        kernel(qx, self.limits, self.n, *self.k, *self.v, dim, cg, levels, qjl_coef, self.split, m, l, acc)
         out = np.empty((R, Q, W), np.float32)
         merge_partials(m, l, acc, out)
         return self.finish(out, q.shape)
