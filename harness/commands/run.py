@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from quantbench.harness import contention, format_quality, run_summary, threads, throughput
+from quantbench.harness import contention, format_quality, numba_warmup, run_summary, threads, throughput
 from quantbench.harness.bench import COLUMNS, run_bench, select, to_records
 from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model, parse_kv_policy
@@ -99,7 +99,9 @@ def run_kernels(args, found: list[dict]) -> bool:
     The rows that ran are appended to `found`."""
     load_all()
     failed = False
-    for op in [o for o in OPS.values() if o.in_run]:
+    ops = [o for o in OPS.values() if o.in_run]
+    numba_warmup.warm(ops)
+    for op in ops:
         print(f"kernels: {op.name}", file=sys.stderr, flush=True)
         keep = op.run_filter or (lambda case: True)
         formats = list(op.run_formats) if op.run_formats else None
