@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from unittest import mock
 
 from quantbench.harness.errors import UserError
 from quantbench.harness.threads import available_cores
@@ -30,9 +31,8 @@ def jobs(ops) -> list[list[Job]]:
 
     groups: dict[tuple[str, str], list[Job]] = {}
     for op in ops:
-        keep = op.run_filter or (lambda case: True)
-        for v, spec in select(op.name, list(op.run_formats) if op.run_formats else None, ["numba"]):
-            cases = [c for c in op.default_cases(spec) if keep(c) and _runnable(op, c)]
+        for v, spec in select(op.name, op.run_specs(), ["numba"]):
+            cases = [c for c in op.run_cases(spec) if _runnable(op, c)]
             if cases and not v.availability():
                 case = min(cases, key=op.bytes)
                 groups.setdefault((op.name, v.name), []).append((v.name, case.op, case.format, case.dims, case.dtype))
@@ -77,27 +77,10 @@ def warm(ops, workers: int | None = None) -> float:
     started = time.perf_counter()
     print(f"kernels: compiling the numba variants in {workers} processes (cached for later runs)",
           file=sys.stderr, flush=True)
-    env = {"NUMBA_NUM_THREADS": "1"}
-    with _environment(env), ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    one_thread = {"NUMBA_NUM_THREADS": "1"}  # read by the workers as they import numba; code does not depend on it
+    with mock.patch.dict(os.environ, one_thread), ProcessPoolExecutor(workers, mp_context=spawn) as pool:
         ran = sum(pool.map(compile_group, groups))
     seconds = time.perf_counter() - started
     print(f"kernels: {ran} variant-format pairs compiled or loaded in {seconds:.0f} s", file=sys.stderr, flush=True)
     return seconds
-
-
-class _environment:
-    """Variables the spawned workers inherit, restored afterwards."""
-
-    def __init__(self, values: dict[str, str]):
-        self.values, self.saved = values, {}
-
-    def __enter__(self):
-        self.saved = {k: os.environ.get(k) for k in self.values}
-        os.environ.update(self.values)
-
-    def __exit__(self, *exc):
-        for k, v in self.saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

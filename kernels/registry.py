@@ -100,6 +100,14 @@ class Op:
     dtypes: tuple[str, ...] = ("float32",)  # the float dtypes of the unpacked side a case may take
     validate: Callable[[Case], None] | None = None  # raises UserError / FormatError for a case it cannot run
 
+    def run_specs(self) -> list[str] | None:
+        """The formats `quantbench run` measures the op on (None: every format it takes)."""
+        return list(self.run_formats) if self.run_formats else None
+
+    def run_cases(self, spec: str) -> list[Case]:
+        """The default cases of a format that `quantbench run` measures."""
+        return [c for c in self.default_cases(spec) if self.run_filter is None or self.run_filter(c)]
+
     def check_dims(self, dims: dict[str, int], dtype: str = "float32") -> None:
         """Dimension names and values, and the dtype, a user gave for a case (UserError naming the
         problem). Whether the case's format can hold them is `check_case`."""

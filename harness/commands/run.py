@@ -103,11 +103,8 @@ def run_kernels(args, found: list[dict]) -> bool:
     numba_warmup.warm(ops)
     for op in ops:
         print(f"kernels: {op.name}", file=sys.stderr, flush=True)
-        keep = op.run_filter or (lambda case: True)
-        formats = list(op.run_formats) if op.run_formats else None
         config = TimingConfig(budget_s=args.budget, rounds=DEFAULT_ROUNDS)
-        results = run_bench(op.name, select(op.name, formats, None), config=config,
-                            cases_for=lambda spec, op=op, keep=keep: [c for c in op.default_cases(spec) if keep(c)])
+        results = run_bench(op.name, select(op.name, op.run_specs(), None), config=config, cases_for=op.run_cases)
         rows = [r.row() for r in results]
         shown, folded = (rows, []) if args.full else run_summary.fold_unavailable(rows)
         emit(shown, COLUMNS, args, f"Kernels: {op.name} ({threads.describe()})")
