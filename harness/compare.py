@@ -2,7 +2,8 @@
 regressed, unchanged or inconclusive.
 
 Rows match on (op, format, backend, variant, case, metric); where a side holds several records of
-a row, the newest (env time, then file order) is used. A threshold is a relative change ("5%")
+a row, the newest (env time, then file order) is used, except that a row with runs on both sides
+(below) compares the medians of its runs. A threshold is a relative change ("5%")
 or an absolute one ("0.001"), counted in the metric's bad direction (up for lower-is-better
 metrics such as time and KLD, down for higher-is-better ones such as tokens/s).
 
@@ -48,6 +49,7 @@ NOT_GATED_BY_DEFAULT = (*TIME_DERIVED, "copy_gbps")
 MIN_SAMPLES = 2
 MIN_ROUNDS = 3
 MIN_RUNS = 3
+RUNS_TEST = "mann-whitney (runs)"
 
 
 @dataclass(frozen=True)
@@ -244,11 +246,11 @@ def _decide(key, base: Side, new: Side, threshold: Threshold, alpha: float, conf
         change = "an increase" if bad_sign > 0 else "a decrease"
         raise UserError(f"{key[-1]} is {direction}-is-better, so a regression is {change}: "
                         f"write {key[-1]}:{want}{str(threshold)[1:]}")
-    bv, nv = b["value"], n["value"]
-    diff = nv - bv
     err = _uncertainty(key, base.records, new.records)
     evidence = None if err is not None else _sample_evidence(key, b, n, base, new, confidence)
     ratio_ci, p, test, floor = evidence or (None, None, None, 0.0)
+    bv, nv = (_run_median(base, key), _run_median(new, key)) if test == RUNS_TEST else (b["value"], n["value"])
+    diff = nv - bv
     if ratio_ci is not None:  # a test on samples: interval of new/base
         significant = p < alpha
         lo, hi = ratio_ci
@@ -271,7 +273,7 @@ def _decide(key, base: Side, new: Side, threshold: Threshold, alpha: float, conf
     row = Row(*key[:5], metric=key[5], unit=n["unit"], direction=direction, base=bv, new=nv, change=change,
               interval=(min(interval), max(interval)), p=p, test=test, threshold=threshold)
     worse_lo, worse_hi = sorted((bad_sign * row.interval[0], bad_sign * row.interval[1]))
-    beyond_noise = abs(_relative(bv, nv)) > floor  # the between-run noise the rounds showed
+    beyond_noise = abs(_relative(bv, nv)) > floor  # the between-run noise the runs or rounds showed
     if significant and beyond_noise and row.worse > threshold.amount:
         row.outcome = "regressed"
     elif significant and beyond_noise and -row.worse > threshold.amount:
@@ -292,13 +294,14 @@ def _sample_evidence(key, b: dict, n: dict, base: Side, new: Side, confidence: f
     within one run is not called a regression, however many samples agree. Without rounds, the
     samples (a burst within one run) decide and the floor is 0. Best of all, a row measured in
     several runs on each side (the same command run again, appending to the same results file):
-    the runs' values are the replicates and their spread the floor, which also covers what stays
-    the same for a whole run but not between runs (a machine state, another job's load)."""
+    the runs' values are the replicates, their medians the values compared (the newest run alone,
+    if a burst hit it, could hide a 2x slowdown) and their spread the floor, which also covers what
+    stays the same for a whole run but not between runs (a machine state, another job's load)."""
     run_b, run_n = base.runs.get(key, []), new.runs.get(key, [])
     if len(run_b) >= MIN_RUNS and len(run_n) >= MIN_RUNS:
         vb, vn = [r["value"] for r in run_b], [r["value"] for r in run_n]
         _, p = mann_whitney_u(vb, vn)
-        return bootstrap_ratio(vb, vn, "median", confidence), p, "mann-whitney (runs)", _spread(vb, vn)
+        return bootstrap_ratio(vb, vn, "median", confidence), p, RUNS_TEST, _spread(vb, vn)
     if len(b.get("rounds", ())) >= MIN_ROUNDS and len(n.get("rounds", ())) >= MIN_ROUNDS:
         rb, rn = b["rounds"], n["rounds"]
         _, p = mann_whitney_u(rb, rn)
@@ -322,7 +325,13 @@ def _sample_evidence(key, b: dict, n: dict, base: Side, new: Side, confidence: f
 
 
 def _spread(*sides: list[float]) -> float:
-    return max((max(s) - min(s)) / statistics.median(s) for s in sides if statistics.median(s) > 0)
+    """The larger (max - min) / median of the sides."""
+    return max(((max(s) - min(s)) / statistics.median(s) for s in sides if statistics.median(s) > 0),
+               default=0.0)
+
+
+def _run_median(side: Side, key: tuple) -> float:
+    return statistics.median(r["value"] for r in side.runs[key])
 
 
 def _statistic_of(record: dict) -> str:

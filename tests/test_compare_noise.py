@@ -129,3 +129,20 @@ def test_runs_on_each_side_are_the_replicates(tmp_path):
     slower = side_of("slower", [5.3e-6, 5.2e-6, 5.4e-6, 5.2e-6])
     (row,) = compare.compare(side_of("steady", [2.6e-6, 2.7e-6, 2.6e-6, 2.5e-6]), slower).rows
     assert row.outcome == "regressed"
+
+
+def test_runs_are_compared_by_their_medians(tmp_path):
+    """The newest run alone is one draw: here a burst slowed the newest base run by 1.5x, and the
+    newest records differ by 37%, inside the runs' spread; the runs' medians show the 2x."""
+    def side_of(name, values):
+        path = tmp_path / f"{name}.jsonl"
+        results.append([results.make_record(
+            op="fwht", format="f32", backend="torch", variant="reference", case="c", metric="time", value=v,
+            unit="s", direction="lower", samples=[v] * 5, rounds=[v] * 5, env={"time": ""},
+            command="quantbench bench") for v in values], path)
+        return compare.load_side(str(path))
+
+    (row,) = compare.compare(side_of("base", [300e-6, 310e-6, 305e-6, 450e-6]),
+                             side_of("slow", [620e-6, 610e-6, 630e-6, 615e-6])).rows
+    assert row.base == pytest.approx(307.5e-6) and row.new == pytest.approx(617.5e-6)
+    assert row.outcome == "regressed" and row.change == pytest.approx(617.5 / 307.5 - 1)
