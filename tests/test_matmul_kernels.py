@@ -6,7 +6,6 @@ Triton and numba-cuda variants are tested in tests/test_matmul_gpu.py (interpret
 """
 import functools
 
-import numpy as np
 import pytest
 import torch
 
@@ -86,14 +85,13 @@ def test_int8_dot_is_checked_against_quantized_activations():
 @functools.cache
 def embedded_ffn_down() -> torch.Tensor:
     """blk.0.ffn_down (w2, [576, 1536]) of the embedded model, dequantized from its Q4_1 blocks."""
-    import gguf
-
     from quantbench.harness.model import default_model_path
+    from quantbench.harness.model.gguf_dequant import dequantize
+    from quantbench.harness.model.gguf_file import GgufFile
 
-    reader = gguf.GGUFReader(default_model_path())
-    tensor = next(t for t in reader.tensors if t.name == "blk.0.ffn_down.weight")
-    data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-    return torch.from_numpy(np.array(data, dtype=np.float32).reshape(576, 1536))
+    reader = GgufFile(default_model_path())
+    info = reader.tensors["blk.0.ffn_down.weight"]
+    return torch.from_numpy(dequantize(info, reader.data(info)))
 
 
 @pytest.mark.parametrize("spec", ["q8_0", "q4_0", "q4_1", "turbo3:group=64"])

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from . import gguf_dequant
 from .config import ModelConfig
 from .errors import ModelFileError, UnsupportedModelError
+from .gguf_file import GgufFile
 
 GGUF_ARCHITECTURES = ("llama", "qwen2", "qwen3")
 _PERMUTED_QK = ("llama",)
@@ -24,32 +25,27 @@ _LAYER_TENSORS = {  # GGUF name -> forward name (before fusing)
 }
 
 
-def open_gguf(path: Path):
-    import gguf
-
-    try:
-        return gguf.GGUFReader(path)
-    except (ValueError, IndexError, KeyError, OSError) as exc:
-        raise ModelFileError(f"{path}: not a readable GGUF file ({exc})") from None
+def open_gguf(path: Path) -> GgufFile:
+    return GgufFile(path)
 
 
-def field(reader, key: str, default=None):
-    f = reader.get_field(key)
-    if f is None:
+def field(reader: GgufFile, key: str, default=None):
+    value = reader.metadata.get(key)
+    if value is None:
         if default is None:
             raise ModelFileError(f"GGUF metadata has no {key}")
         return default
-    return f.contents()
+    return value
 
 
-def read_config(reader, name: str) -> ModelConfig:
+def read_config(reader: GgufFile, name: str) -> ModelConfig:
     arch = field(reader, "general.architecture")
     if arch not in GGUF_ARCHITECTURES:
         raise UnsupportedModelError(f"GGUF architecture {arch!r} is not supported "
                                     f"(supported: {', '.join(GGUF_ARCHITECTURES)})")
-    if reader.get_field(f"{arch}.rope.scaling.type") is not None and \
-            field(reader, f"{arch}.rope.scaling.type") not in ("none", ""):
-        raise UnsupportedModelError(f"RoPE scaling {field(reader, f'{arch}.rope.scaling.type')!r} is not supported")
+    scaling = reader.metadata.get(f"{arch}.rope.scaling.type")
+    if scaling not in (None, "none", ""):
+        raise UnsupportedModelError(f"RoPE scaling {scaling!r} is not supported")
     n_heads = int(field(reader, f"{arch}.attention.head_count"))
     dim = int(field(reader, f"{arch}.embedding_length"))
     head_dim = int(field(reader, f"{arch}.attention.key_length", dim // n_heads))
@@ -68,8 +64,8 @@ def read_config(reader, name: str) -> ModelConfig:
         tie_embeddings=not _has(reader, "output.weight"))
 
 
-def read_weights(reader, config: ModelConfig) -> dict[str, torch.Tensor]:
-    tensors = {t.name: t for t in reader.tensors}
+def read_weights(reader: GgufFile, config: ModelConfig) -> dict[str, torch.Tensor]:
+    tensors = reader.tensors
     names = {"token_embd.weight": "tok_embeddings", "output_norm.weight": "norm"}
     if not config.tie_embeddings:
         names["output.weight"] = "output"
@@ -82,7 +78,8 @@ def read_weights(reader, config: ModelConfig) -> dict[str, torch.Tensor]:
             if optional:
                 continue
             raise ModelFileError(f"GGUF file has no tensor {gguf_name}")
-        weights[name] = torch.from_numpy(_dequantize(tensors[gguf_name]))
+        info = tensors[gguf_name]
+        weights[name] = torch.from_numpy(gguf_dequant.dequantize(info, reader.data(info)))
     if config.arch in _PERMUTED_QK:
         for i in range(config.n_layers):
             for key, heads in (("wq", config.n_heads), ("wk", config.n_kv_heads),
@@ -99,25 +96,11 @@ def unpermute_rows(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     return w.reshape(n_heads, head_dim // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape).contiguous()
 
 
-def _dequantize(tensor) -> np.ndarray:
-    import gguf
-
-    try:
-        data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-    except NotImplementedError:
-        raise UnsupportedModelError(f"tensor {tensor.name}: type {tensor.tensor_type.name} cannot be "
-                                    "dequantized by the gguf package") from None
-    shape = tuple(int(d) for d in reversed(tensor.shape))
-    data = np.ascontiguousarray(data, dtype=np.float32).reshape(shape)
-    return data if data.flags.writeable else data.copy()  # float tensors come back as read-only file maps
+def _tensor_info(reader: GgufFile, name: str):
+    if name not in reader.tensors:
+        raise ModelFileError(f"GGUF file has no tensor {name}")
+    return reader.tensors[name]
 
 
-def _tensor_info(reader, name: str):
-    for t in reader.tensors:
-        if t.name == name:
-            return t
-    raise ModelFileError(f"GGUF file has no tensor {name}")
-
-
-def _has(reader, name: str) -> bool:
-    return any(t.name == name for t in reader.tensors)
+def _has(reader: GgufFile, name: str) -> bool:
+    return name in reader.tensors

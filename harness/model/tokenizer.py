@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ModelFileError, UnsupportedModelError
 
 # Pre-tokenizer split patterns by GGUF `tokenizer.ggml.pre` (the patterns these tokenizers publish).
@@ -36,10 +38,9 @@ def tokenizer_from_gguf(reader) -> Tokenizer | None:
     from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
     from tokenizers import Tokenizer as HFTokenizer
 
-    model_field = reader.get_field("tokenizer.ggml.model")
-    if model_field is None:
+    kind = reader.metadata.get("tokenizer.ggml.model")
+    if kind is None:
         return None
-    kind = model_field.contents()
     if kind != "gpt2":
         raise UnsupportedModelError(f"GGUF tokenizer model {kind!r} is not supported (only byte-level BPE, 'gpt2')")
     pre = _contents(reader, "tokenizer.ggml.pre", "default")
@@ -64,11 +65,11 @@ def tokenizer_from_gguf(reader) -> Tokenizer | None:
         raise UnsupportedModelError(f"GGUF pre-tokenizer {pre!r} is not supported "
                                     "(default, gpt-2, smollm, llama-bpe, qwen2)")
     backend.decoder = decoders.ByteLevel()
-    specials = [AddedToken(tokens[i], special=True, normalized=False)
-                for i, t in enumerate(types) if t in (_CONTROL, _USER_DEFINED)]
+    special_ids = np.flatnonzero(np.isin(np.asarray(types), (_CONTROL, _USER_DEFINED)))
+    specials = [AddedToken(tokens[i], special=True, normalized=False) for i in special_ids]
     backend.add_special_tokens(specials)
-    bos = reader.get_field("tokenizer.ggml.bos_token_id")
-    return Tokenizer(backend, int(bos.contents()) if bos is not None else None,
+    bos = reader.metadata.get("tokenizer.ggml.bos_token_id")
+    return Tokenizer(backend, int(bos) if bos is not None else None,
                      bool(_contents(reader, "tokenizer.ggml.add_bos_token", False)))
 
 
@@ -85,5 +86,4 @@ def tokenizer_from_json(folder: Path, bos_id: int | None = None) -> Tokenizer | 
 
 
 def _contents(reader, key: str, default=None):
-    f = reader.get_field(key)
-    return default if f is None else f.contents()
+    return reader.metadata.get(key, default)
