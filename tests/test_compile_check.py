@@ -123,3 +123,9 @@ def test_targets_are_parsed_or_refused_in_one_line():
     for bad in ("sm_9x", "sm_60", ","):
         with pytest.raises(UserError):
             parse_targets(bad)
+
+
+def test_jobs_below_one_is_refused(monkeypatch, capsys):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert main(["compile", "--target", "sm_90", "--op", "fwht", "--jobs", "0", "--no-store"]) == 2
+    assert "--jobs 0: expected at least 1" in capsys.readouterr().err

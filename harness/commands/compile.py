@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
                    help="comma-separated targets (default sm_80,sm_89,sm_90)")
     p.add_argument("--op", default="all", help="comma-separated ops, or all (default)")
     p.add_argument("--backend", default="all", help="comma-separated backends (triton, cuda), or all (default)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="kernels compiled at once, on threads (default: one per CPU)")
     add_output_option(p)
     add_store_options(p, threads=False)
     p.set_defaults(func=run)
@@ -51,7 +53,9 @@ def run(args) -> int:
         raise UserError(exc.args[0]) from None
     if not cases:
         raise UserError(f"no GPU variant matches --op {args.op} --backend {args.backend}")
-    rows = compile_cases(cases, archs)
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: expected at least 1")
+    rows = compile_cases(cases, archs, jobs=args.jobs)
     emit([r.row() for r in rows], COLUMNS, args, f"GPU kernels compiled for {args.target} (ptxas -v, cuobjdump -sass)")
     store(to_records(rows), args)
     failed = [r for r in rows if r.failed]

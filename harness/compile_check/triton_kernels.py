@@ -5,8 +5,6 @@ assembled again by the ptxas Triton picks for the architecture, with its flags, 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
 
 from .capture import Launch
@@ -48,10 +46,8 @@ def compile_launch(launch: Launch, arch: int) -> CompiledTriton:
 
     target, signature, constexprs, attrs, options = specialization(launch, arch)
     source = triton.compiler.ASTSource(launch.kernel, signature, constexprs, attrs)
-    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):  # Triton prints a whole reproducer when ptxas fails
-            compiled = triton.compile(source, target=target, options=options.__dict__)
+        compiled = triton.compile(source, target=target, options=options.__dict__)
     except Exception as exc:  # any compiler error, from the front end to ptxas, is this kernel's result
         raise ToolError(summary(exc)) from None
     flags = ["--regAllocOptLevel=2"] + ([] if options.enable_fp_fusion else ["--fmad=false"])
