@@ -27,7 +27,7 @@ import math
 import numba
 import numpy as np
 import torch
-from numba import literally, njit, prange
+from numba import njit, prange
 
 from quantbench.kernels.attention.layout import (
     KIND_TURBO,
@@ -35,7 +35,7 @@ from quantbench.kernels.attention.layout import (
     native_plan,
     qjl_coefficient,
 )
-from quantbench.kernels.attention.numba_rows import decode_row, padded_levels, row_buffers
+from quantbench.kernels.attention.numba_rows import padded_levels, row_buffers, row_decoder
 from quantbench.kernels.attention.spec import attn_shape, causal_limits
 from quantbench.kernels.attention.torch import ATTN_OPS, SPARSE_V_THRESHOLD, SparseVRun
 from quantbench.kernels.common.numba_exp import exp_shifted
@@ -49,82 +49,85 @@ FASTMATH = {"reassoc", "contract", "arcp"}  # not nnan/ninf: masked scores and e
 
 @functools.cache
 def flash_partials(kind: int, bits: int):
-    """The native kernel for one format kind and bit width, each a constant of its own compiled
-    function, so that a run compiles only the formats it reads (about 10 s each; one entry switching
-    over all six at run time compiled them all, 80 s, for any one format). numba keys the cached
-    code by the closure's values."""
+    """The native kernel for one format kind and bit width (kernels/attention/numba_rows.row_decoder),
+    so that a run compiles only the formats it reads, and each only its own decoder: about 5 s a
+    format (one entry switching over all six at run time compiled them all, 80 s, for any one; one
+    inlining all six decoders and pruning them per format, 10 s). numba keys the cached code by the
+    closure's values."""
+    task = _flash_task(row_decoder(kind, bits))
 
     @njit(parallel=True, cache=True)
     def partials(qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, m_out, l_out,
                  acc_out):
         R = qx.shape[0]
         splits = m_out.shape[1]
-        for task in prange(R * splits):
-            _flash_task(kind, bits, task // splits, task % splits, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2,
-                        dim, cg, levels, qjl_coef, split, m_out, l_out, acc_out)
+        for t in prange(R * splits):
+            task(t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
+                 qjl_coef, split, m_out, l_out, acc_out)
 
     return partials
 
 
 # The task is plain @njit code called from the prange loop rather than the loop's body (the body of
-# a prange loop is compiled apart, over its captured arrays), with kind and bits as literals.
+# a prange loop is compiled apart, over its captured arrays), around one format's decoder.
 # turbo3 at depth 1024 (3 KV heads, 3 queries each), one thread: 452 us a call in the loop's body
 # with a table lookup per code and the kind tested at run time; 283 us so.
-@njit(fastmath=FASTMATH, cache=True)
-def _flash_task(kind, bits, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
-                split, m_out, l_out, acc_out):
-    kind = literally(kind)
-    bits = literally(bits)
-    _, Q, W = qx.shape
-    ctx = kc.shape[0]
-    lo = sp * split
-    hi = min(ctx, lo + split)
-    row, by8, by32, halves = row_buffers(W, dim)
-    q = qx[r]
-    seen = np.empty(Q, np.int64)
-    for qi in range(Q):
-        seen[qi] = limits[qi % n]
-    scores = np.empty((Q, TILE), np.float32)  # per query, the tile's scores, then their exponentials
-    exponent = np.empty(TILE, np.int32)
-    bits_view = exponent.view(np.float32)
-    m = np.full(Q, -np.inf, np.float32)
-    l = np.zeros(Q, np.float32)
-    acc = np.zeros((Q, W), np.float32)
-    for t0 in range(lo, hi, TILE):
-        t1 = min(hi, t0 + TILE)
-        for pos in range(t0, t1):
-            decode_row(kind, kc, ke, ks1, ks2, pos, r, dim, bits, cg, levels, qjl_coef, row, by8, by32, halves)
-            for qi in range(Q):
-                s = np.float32(0.0)
-                for i in range(W):
-                    s += q[qi, i] * row[i]
-                scores[qi, pos - t0] = s if pos < seen[qi] else -np.inf
+def _flash_task(decode):
+    @njit(fastmath=FASTMATH, cache=True)
+    def task(r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
+             split, m_out, l_out, acc_out):
+        _, Q, W = qx.shape
+        ctx = kc.shape[0]
+        lo = sp * split
+        hi = min(ctx, lo + split)
+        row, by8, by32, halves = row_buffers(W, dim)
+        q = qx[r]
+        seen = np.empty(Q, np.int64)
         for qi in range(Q):
-            top = m[qi]
-            for t in range(t1 - t0):
-                top = max(top, scores[qi, t])
-            if top == -np.inf:
-                scores[qi, :t1 - t0] = 0.0
-                continue
-            if top > m[qi]:
-                alpha = np.float32(math.exp(m[qi] - top))
-                l[qi] *= alpha
-                for i in range(W):
-                    acc[qi, i] *= alpha
-                m[qi] = top
-            l[qi] += exp_shifted(scores[qi], t1 - t0, top, exponent, bits_view, scores[qi])
-        for pos in range(t0, t1):
-            decode_row(kind, vc, ve, vs1, vs2, pos, r, dim, bits, cg, levels, qjl_coef, row, by8, by32, halves)
-            for qi in range(Q):
-                p = scores[qi, pos - t0]
-                if p != 0.0:
+            seen[qi] = limits[qi % n]
+        scores = np.empty((Q, TILE), np.float32)  # per query, the tile's scores, then their exponentials
+        exponent = np.empty(TILE, np.int32)
+        bits_view = exponent.view(np.float32)
+        m = np.full(Q, -np.inf, np.float32)
+        l = np.zeros(Q, np.float32)
+        acc = np.zeros((Q, W), np.float32)
+        for t0 in range(lo, hi, TILE):
+            t1 = min(hi, t0 + TILE)
+            for pos in range(t0, t1):
+                decode(kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+                for qi in range(Q):
+                    s = np.float32(0.0)
                     for i in range(W):
-                        acc[qi, i] += p * row[i]
-    for qi in range(Q):
-        m_out[r, sp, qi] = m[qi]
-        l_out[r, sp, qi] = l[qi]
-        for i in range(W):
-            acc_out[r, sp, qi, i] = acc[qi, i]
+                        s += q[qi, i] * row[i]
+                    scores[qi, pos - t0] = s if pos < seen[qi] else -np.inf
+            for qi in range(Q):
+                top = m[qi]
+                for t in range(t1 - t0):
+                    top = max(top, scores[qi, t])
+                if top == -np.inf:
+                    scores[qi, :t1 - t0] = 0.0
+                    continue
+                if top > m[qi]:
+                    alpha = np.float32(math.exp(m[qi] - top))
+                    l[qi] *= alpha
+                    for i in range(W):
+                        acc[qi, i] *= alpha
+                    m[qi] = top
+                l[qi] += exp_shifted(scores[qi], t1 - t0, top, exponent, bits_view, scores[qi])
+            for pos in range(t0, t1):
+                decode(vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+                for qi in range(Q):
+                    p = scores[qi, pos - t0]
+                    if p != 0.0:
+                        for i in range(W):
+                            acc[qi, i] += p * row[i]
+        for qi in range(Q):
+            m_out[r, sp, qi] = m[qi]
+            l_out[r, sp, qi] = l[qi]
+            for i in range(W):
+                acc_out[r, sp, qi, i] = acc[qi, i]
+
+    return task
 
 
 @njit(parallel=True, cache=True)
@@ -150,70 +153,75 @@ def merge_partials(m_out, l_out, acc_out, out):
             out[r, qi, i] /= total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def sparse_scores(kind, qx, limits, n, kc, ke, ks1, ks2, dim, bits, cg, levels, qjl_coef, split,
-                  scores, m_out, l_out):
-    R, Q, W = qx.shape
-    ctx = kc.shape[0]
-    splits = m_out.shape[1]
-    for task in prange(R * splits):
-        r = task // splits
-        sp = task % splits
-        lo = sp * split
-        hi = min(ctx, lo + split)
-        row, by8, by32, halves = row_buffers(W, dim)
-        for pos in range(lo, hi):
-            decode_row(kind, kc, ke, ks1, ks2, pos, r, dim, bits, cg, levels, qjl_coef, row, by8, by32, halves)
-            for qi in range(Q):
-                if pos < limits[qi % n]:
-                    s = np.float32(0.0)
-                    for i in range(W):
-                        s += qx[r, qi, i] * row[i]
-                    scores[r, qi, pos] = s
-                else:
-                    scores[r, qi, pos] = -np.inf
-        for qi in range(Q):
-            top = -np.inf
+@functools.cache
+def sparse_passes(kind: int, bits: int):
+    """(scores pass, values pass) of sparse_v for one format kind and bit width, as flash_partials."""
+    decode = row_decoder(kind, bits)
+
+    @njit(parallel=True, fastmath=FASTMATH, cache=True)
+    def scores_pass(qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores, m_out, l_out):
+        R, Q, W = qx.shape
+        ctx = kc.shape[0]
+        splits = m_out.shape[1]
+        for task in prange(R * splits):
+            r = task // splits
+            sp = task % splits
+            lo = sp * split
+            hi = min(ctx, lo + split)
+            row, by8, by32, halves = row_buffers(W, dim)
             for pos in range(lo, hi):
-                top = max(top, scores[r, qi, pos])
-            total = np.float32(0.0)
-            if top != -np.inf:
-                for pos in range(lo, hi):
-                    total += np.float32(math.exp(scores[r, qi, pos] - top))
-            m_out[r, sp, qi] = top
-            l_out[r, sp, qi] = total
-
-
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def sparse_values(kind, vc, ve, vs1, vs2, dim, bits, cg, levels, qjl_coef, split, threshold,
-                  scores, top, norm, acc_out, skipped):
-    R, splits, Q, W = acc_out.shape
-    ctx = vc.shape[0]
-    for task in prange(R * splits):
-        r = task // splits
-        sp = task % splits
-        lo = sp * split
-        hi = min(ctx, lo + split)
-        row, by8, by32, halves = row_buffers(W, dim)
-        weights = np.empty(Q, np.float32)
-        acc = np.zeros((Q, W), np.float32)
-        count = 0
-        for pos in range(lo, hi):
-            largest = np.float32(0.0)
+                decode(kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+                for qi in range(Q):
+                    if pos < limits[qi % n]:
+                        s = np.float32(0.0)
+                        for i in range(W):
+                            s += qx[r, qi, i] * row[i]
+                        scores[r, qi, pos] = s
+                    else:
+                        scores[r, qi, pos] = -np.inf
             for qi in range(Q):
-                weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
-                largest = max(largest, weights[qi])
-            if largest < threshold:
-                count += 1
-                continue
-            decode_row(kind, vc, ve, vs1, vs2, pos, r, dim, bits, cg, levels, qjl_coef, row, by8, by32, halves)
+                top = -np.inf
+                for pos in range(lo, hi):
+                    top = max(top, scores[r, qi, pos])
+                total = np.float32(0.0)
+                if top != -np.inf:
+                    for pos in range(lo, hi):
+                        total += np.float32(math.exp(scores[r, qi, pos] - top))
+                m_out[r, sp, qi] = top
+                l_out[r, sp, qi] = total
+
+    @njit(parallel=True, fastmath=FASTMATH, cache=True)
+    def values_pass(vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm, acc_out,
+                    skipped):
+        R, splits, Q, W = acc_out.shape
+        ctx = vc.shape[0]
+        for task in prange(R * splits):
+            r = task // splits
+            sp = task % splits
+            lo = sp * split
+            hi = min(ctx, lo + split)
+            row, by8, by32, halves = row_buffers(W, dim)
+            weights = np.empty(Q, np.float32)
+            acc = np.zeros((Q, W), np.float32)
+            count = 0
+            for pos in range(lo, hi):
+                largest = np.float32(0.0)
+                for qi in range(Q):
+                    weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
+                    largest = max(largest, weights[qi])
+                if largest < threshold:
+                    count += 1
+                    continue
+                decode(vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+                for qi in range(Q):
+                    for i in range(W):
+                        acc[qi, i] += weights[qi] * row[i]
+            skipped[task] = count
             for qi in range(Q):
                 for i in range(W):
-                    acc[qi, i] += weights[qi] * row[i]
-        skipped[task] = count
-        for qi in range(Q):
-            for i in range(W):
-                acc_out[r, sp, qi, i] = acc[qi, i]
+                    acc_out[r, sp, qi, i] = acc[qi, i]
+
+    return scores_pass, values_pass
 
 
 # ---- drivers -----------------------------------------------------------------------------------
@@ -252,7 +260,8 @@ class NativeCache:
         self.split = split_size(ctx, batch * kv_heads)
         self.splits = -(-ctx // self.split)
         p = plan
-        self.consts = (p.dim, p.bits, p.code_group or 32, padded_levels(p.codebook), qjl_coefficient(p))
+        self.consts = (p.dim, p.code_group or 32, padded_levels(p.codebook), qjl_coefficient(p))
+        self.format_key = (p.kind, p.bits if p.kind == KIND_TURBO else 0)  # what the kernels specialize on
 
     def queries(self, q: torch.Tensor) -> np.ndarray:
         b, h, n, _ = q.shape
@@ -273,9 +282,8 @@ class NativeCache:
         m = np.empty((R, self.splits, Q), np.float32)
         l = np.empty((R, self.splits, Q), np.float32)
         acc = np.empty((R, self.splits, Q, W), np.float32)
-        dim, bits, cg, levels, qjl_coef = self.consts
-        kernel = flash_partials(self.plan.kind, bits if self.plan.kind == KIND_TURBO else 0)
-        kernel(qx, self.limits, self.n, *self.k, *self.v, dim, cg, levels, qjl_coef, self.split, m, l, acc)
+        flash_partials(*self.format_key)(qx, self.limits, self.n, *self.k, *self.v, *self.consts, self.split, m, l,
+                                         acc)
         out = np.empty((R, Q, W), np.float32)
         merge_partials(m, l, acc, out)
         return self.finish(out, q.shape)
@@ -287,13 +295,14 @@ class NativeCache:
         scores = np.empty((R, Q, ctx), np.float32)
         m = np.empty((R, self.splits, Q), np.float32)
         l = np.empty((R, self.splits, Q), np.float32)
-        sparse_scores(self.plan.kind, qx, self.limits, self.n, *self.k, *self.consts, self.split, scores, m, l)
+        scores_pass, values_pass = sparse_passes(*self.format_key)
+        scores_pass(qx, self.limits, self.n, *self.k, *self.consts, self.split, scores, m, l)
         top = m.max(axis=1)
         norm = (l * np.exp(np.where(np.isfinite(m), m - top[:, None, :], -np.inf))).sum(axis=1)
         acc = np.empty((R, self.splits, Q, W), np.float32)
         skipped = np.zeros(R * self.splits, np.int64)
-        sparse_values(self.plan.kind, *self.v, *self.consts, self.split, np.float32(threshold), scores, top,
-                      norm.astype(np.float32), acc, skipped)
+        values_pass(*self.v, *self.consts, self.split, np.float32(threshold), scores, top, norm.astype(np.float32),
+                    acc, skipped)
         out = self.finish(acc.sum(axis=1), q.shape)
         return out, float(skipped.sum()) / (R * ctx)
 

@@ -6,9 +6,13 @@ of the plan's width (never the whole cache): blocks as scale * code (+ min), tur
 codebook level in the rotated domain, turbo4 followed by its QJL signs times qjl_scale * residual
 norm. Every loop is written for LLVM's vectorizer: fp16 scales from a 64K-entry float32 table,
 innermost indices that are the loop's own variable, levels picked by a select tree on the code's
-bits from scalars, and the kind and bit width compile-time constants of each specialization.
+bits from scalars. row_decoder(kind, bits) picks one decoder per format kind and bit width: a
+kernel built around it inlines and types only that format's code (numba's frontend spent ~7.5 s of
+each ~10 s kernel compile on the IR of all six formats inlined twice, K and V, and then pruned).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numba import njit
@@ -36,20 +40,29 @@ def row_buffers(width, dim):
             out[:blocks * 32].reshape((blocks, 2, 16)))
 
 
-@njit(cache=True, inline="always")
-def decode_row(kind, codes, extra, s1, s2, pos, r, dim, bits, cg, levels, qjl_coef, out, by8, by32, halves):
-    """Row (pos, r) into out, written through its row_buffers views so that every innermost loop
-    indexes by its own variable (a computed index costs a wraparound check that keeps LLVM from
-    vectorizing the loop). kind and bits should be compile-time constants (the kernels'
-    specializations): tested at run time, the branches cost a third of the decode."""
+@functools.cache
+def row_decoder(kind: int, bits: int):
+    """decode(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves): row
+    (pos, r) into out, written through its row_buffers views so that every innermost loop indexes by
+    its own variable (a computed index costs a wraparound check that keeps LLVM from vectorizing the
+    loop). An inline njit function, so that the kernel calling it is compiled with the format fixed."""
     if kind == KIND_TURBO:
+        return _turbo_decoder(bits, {2: _levels_2, 3: _levels_3, 4: _levels_4}[bits])
+    return {KIND_Q8_0: _decode_q8_0, KIND_Q4_1: _decode_q4_1}.get(kind, _decode_q4_0)
+
+
+def _turbo_decoder(bits: int, select_levels):
+    """norm * codebook level per code, then (turbo4) the QJL signs times qjl_coef * residual norm."""
+
+    @njit(cache=True, inline="always")
+    def decode(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
         nbytes = cg // 8
         c = (levels[0], levels[1], levels[2], levels[3], levels[4], levels[5], levels[6], levels[7],
              levels[8], levels[9], levels[10], levels[11], levels[12], levels[13], levels[14], levels[15])
         for grp in range(dim // cg):
             norm = F16[s1[pos, r, grp]]
             for byte in range(nbytes):
-                _select_levels(codes, pos, r, grp * bits, byte, bits, c, norm, by8[grp * nbytes + byte])
+                select_levels(codes, pos, r, grp * bits, byte, c, norm, by8[grp * nbytes + byte])
         if qjl_coef != 0.0:
             for grp in range(dim // cg):
                 a = np.float32(qjl_coef) * F16[s2[pos, r, grp]]
@@ -58,47 +71,72 @@ def decode_row(kind, codes, extra, s1, s2, pos, r, dim, bits, cg, levels, qjl_co
                     first = dim + grp * cg + byte * 8
                     for t in range(8):
                         out[first + t] = a if (signs >> t) & 1 else -a
-        return
-    for b in range(codes.shape[2]):
-        d = F16[s1[pos, r, b]]
-        if kind == KIND_Q8_0:
-            for i in range(codes.shape[3]):
-                by32[b, i] = d * np.float32(np.int8(codes[pos, r, b, i]))
-        elif kind == KIND_Q4_1:
-            m = F16[s2[pos, r, b]]
-            for j in range(codes.shape[3]):
-                c = np.int32(codes[pos, r, b, j])
-                halves[b, 0, j] = d * np.float32(c & 15) + m
-                halves[b, 1, j] = d * np.float32(c >> 4) + m
-        else:
-            for j in range(codes.shape[3]):
-                c = np.int32(codes[pos, r, b, j])
-                halves[b, 0, j] = d * np.float32((c & 15) - 8)
-                halves[b, 1, j] = d * np.float32((c >> 4) - 8)
+
+    return decode
 
 
 @njit(cache=True, inline="always")
-def _select_levels(codes, pos, r, unit, byte, bits, c, norm, dst):
-    """dst[t] = norm * the level of the code whose bit k is bit t of plane (unit + k)'s byte, by a
-    select tree on the bits, which LLVM vectorizes where a table lookup stays scalar. The levels
-    come as a tuple of scalars read once per row: loaded from their float32 array inside the loop
-    they would be reloaded after every store to the float32 row (the two might alias)."""
+def _decode_q8_0(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+    for b in range(codes.shape[2]):
+        d = F16[s1[pos, r, b]]
+        for i in range(codes.shape[3]):
+            by32[b, i] = d * np.float32(np.int8(codes[pos, r, b, i]))
+
+
+@njit(cache=True, inline="always")
+def _decode_q4_1(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+    for b in range(codes.shape[2]):
+        d = F16[s1[pos, r, b]]
+        m = F16[s2[pos, r, b]]
+        for j in range(codes.shape[3]):
+            c = np.int32(codes[pos, r, b, j])
+            halves[b, 0, j] = d * np.float32(c & 15) + m
+            halves[b, 1, j] = d * np.float32(c >> 4) + m
+
+
+@njit(cache=True, inline="always")
+def _decode_q4_0(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+    for b in range(codes.shape[2]):
+        d = F16[s1[pos, r, b]]
+        for j in range(codes.shape[3]):
+            c = np.int32(codes[pos, r, b, j])
+            halves[b, 0, j] = d * np.float32((c & 15) - 8)
+            halves[b, 1, j] = d * np.float32((c >> 4) - 8)
+
+
+# dst[t] = norm * the level of the code whose bit k is bit t of plane (unit + k)'s byte, by a select
+# tree on the bits, which LLVM vectorizes where a table lookup stays scalar. The levels come as a
+# tuple of scalars read once per row: loaded from their float32 array inside the loop they would be
+# reloaded after every store to the float32 row (the two might alias).
+@njit(cache=True, inline="always")
+def _levels_2(codes, pos, r, unit, byte, c, norm, dst):
+    c0, c1, c2, c3 = c[0], c[1], c[2], c[3]
+    p0 = np.int32(codes[pos, r, unit, byte])
+    p1 = np.int32(codes[pos, r, unit + 1, byte])
+    for t in range(dst.shape[0]):
+        b0, b1 = (p0 >> t) & 1, (p1 >> t) & 1
+        dst[t] = ((c1 if b0 else c0) if b1 == 0 else (c3 if b0 else c2)) * norm
+
+
+@njit(cache=True, inline="always")
+def _levels_3(codes, pos, r, unit, byte, c, norm, dst):
+    c0, c1, c2, c3, c4, c5, c6, c7 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    p0 = np.int32(codes[pos, r, unit, byte])
+    p1 = np.int32(codes[pos, r, unit + 1, byte])
+    p2 = np.int32(codes[pos, r, unit + 2, byte])
+    for t in range(dst.shape[0]):
+        b0, b1, b2 = (p0 >> t) & 1, (p1 >> t) & 1, (p2 >> t) & 1
+        low = (c1 if b0 else c0) if b1 == 0 else (c3 if b0 else c2)
+        high = (c5 if b0 else c4) if b1 == 0 else (c7 if b0 else c6)
+        dst[t] = (high if b2 else low) * norm
+
+
+@njit(cache=True, inline="always")
+def _levels_4(codes, pos, r, unit, byte, c, norm, dst):
     c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15 = c
     p0 = np.int32(codes[pos, r, unit, byte])
     p1 = np.int32(codes[pos, r, unit + 1, byte])
-    if bits == 2:
-        for t in range(dst.shape[0]):
-            b0, b1 = (p0 >> t) & 1, (p1 >> t) & 1
-            dst[t] = ((c1 if b0 else c0) if b1 == 0 else (c3 if b0 else c2)) * norm
-        return
     p2 = np.int32(codes[pos, r, unit + 2, byte])
-    if bits == 3:
-        for t in range(dst.shape[0]):
-            b0, b1, b2 = (p0 >> t) & 1, (p1 >> t) & 1, (p2 >> t) & 1
-            low = (c1 if b0 else c0) if b1 == 0 else (c3 if b0 else c2)
-            high = (c5 if b0 else c4) if b1 == 0 else (c7 if b0 else c6)
-            dst[t] = (high if b2 else low) * norm
-        return
     p3 = np.int32(codes[pos, r, unit + 3, byte])
     for t in range(dst.shape[0]):
         b0, b1, b2, b3 = (p0 >> t) & 1, (p1 >> t) & 1, (p2 >> t) & 1, (p3 >> t) & 1
