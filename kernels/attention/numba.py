@@ -35,7 +35,7 @@ from quantbench.kernels.attention.layout import (
     native_plan,
     qjl_coefficient,
 )
-from quantbench.kernels.attention.numba_rows import padded_levels, row_buffers, row_decoder
+from quantbench.kernels.attention.numba_rows import decode_row, padded_levels, row_buffers
 from quantbench.kernels.attention.spec import attn_shape, causal_limits
 from quantbench.kernels.attention.torch import ATTN_OPS, SPARSE_V_THRESHOLD, SparseVRun
 from quantbench.kernels.common.numba_exp import exp_shifted
@@ -49,12 +49,11 @@ FASTMATH = {"reassoc", "contract", "arcp"}  # not nnan/ninf: masked scores and e
 
 @functools.cache
 def flash_partials(kind: int, bits: int):
-    """The native kernel for one format kind and bit width (kernels/attention/numba_rows.row_decoder),
+    """The native kernel for one format kind and bit width (kernels/attention/numba_rows.decode_row),
     so that a run compiles only the formats it reads, and each only its own decoder: about 5 s a
     format (one entry switching over all six at run time compiled them all, 80 s, for any one; one
     inlining all six decoders and pruning them per format, 10 s). numba keys the cached code by the
     closure's values."""
-    task = _flash_task(row_decoder(kind, bits))
 
     @njit(parallel=True, cache=True)
     def partials(qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, m_out, l_out,
@@ -62,8 +61,8 @@ def flash_partials(kind: int, bits: int):
         R = qx.shape[0]
         splits = m_out.shape[1]
         for t in prange(R * splits):
-            task(t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels,
-                 qjl_coef, split, m_out, l_out, acc_out)
+            _flash_task(kind, bits, t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim,
+                        cg, levels, qjl_coef, split, m_out, l_out, acc_out)
 
     return partials
 
@@ -72,62 +71,59 @@ def flash_partials(kind: int, bits: int):
 # a prange loop is compiled apart, over its captured arrays), around one format's decoder.
 # turbo3 at depth 1024 (3 KV heads, 3 queries each), one thread: 452 us a call in the loop's body
 # with a table lookup per code and the kind tested at run time; 283 us so.
-def _flash_task(decode):
-    @njit(fastmath=FASTMATH, cache=True)
-    def task(r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
-             split, m_out, l_out, acc_out):
-        _, Q, W = qx.shape
-        ctx = kc.shape[0]
-        lo = sp * split
-        hi = min(ctx, lo + split)
-        row, by8, by32, halves = row_buffers(W, dim)
-        q = qx[r]
-        seen = np.empty(Q, np.int64)
-        for qi in range(Q):
-            seen[qi] = limits[qi % n]
-        scores = np.empty((Q, TILE), np.float32)  # per query, the tile's scores, then their exponentials
-        exponent = np.empty(TILE, np.int32)
-        bits_view = exponent.view(np.float32)
-        m = np.full(Q, -np.inf, np.float32)
-        l = np.zeros(Q, np.float32)
-        acc = np.zeros((Q, W), np.float32)
-        for t0 in range(lo, hi, TILE):
-            t1 = min(hi, t0 + TILE)
-            for pos in range(t0, t1):
-                decode(kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
-                for qi in range(Q):
-                    s = np.float32(0.0)
-                    for i in range(W):
-                        s += q[qi, i] * row[i]
-                    scores[qi, pos - t0] = s if pos < seen[qi] else -np.inf
+@njit(fastmath=FASTMATH, cache=True)
+def _flash_task(kind, bits, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
+                split, m_out, l_out, acc_out):
+    _, Q, W = qx.shape
+    ctx = kc.shape[0]
+    lo = sp * split
+    hi = min(ctx, lo + split)
+    row, by8, by32, halves = row_buffers(W, dim)
+    q = qx[r]
+    seen = np.empty(Q, np.int64)
+    for qi in range(Q):
+        seen[qi] = limits[qi % n]
+    scores = np.empty((Q, TILE), np.float32)  # per query, the tile's scores, then their exponentials
+    exponent = np.empty(TILE, np.int32)
+    bits_view = exponent.view(np.float32)
+    m = np.full(Q, -np.inf, np.float32)
+    l = np.zeros(Q, np.float32)
+    acc = np.zeros((Q, W), np.float32)
+    for t0 in range(lo, hi, TILE):
+        t1 = min(hi, t0 + TILE)
+        for pos in range(t0, t1):
+            decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
             for qi in range(Q):
-                top = m[qi]
-                for t in range(t1 - t0):
-                    top = max(top, scores[qi, t])
-                if top == -np.inf:
-                    scores[qi, :t1 - t0] = 0.0
-                    continue
-                if top > m[qi]:
-                    alpha = np.float32(math.exp(m[qi] - top))
-                    l[qi] *= alpha
-                    for i in range(W):
-                        acc[qi, i] *= alpha
-                    m[qi] = top
-                l[qi] += exp_shifted(scores[qi], t1 - t0, top, exponent, bits_view, scores[qi])
-            for pos in range(t0, t1):
-                decode(vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
-                for qi in range(Q):
-                    p = scores[qi, pos - t0]
-                    if p != 0.0:
-                        for i in range(W):
-                            acc[qi, i] += p * row[i]
+                s = np.float32(0.0)
+                for i in range(W):
+                    s += q[qi, i] * row[i]
+                scores[qi, pos - t0] = s if pos < seen[qi] else -np.inf
         for qi in range(Q):
-            m_out[r, sp, qi] = m[qi]
-            l_out[r, sp, qi] = l[qi]
-            for i in range(W):
-                acc_out[r, sp, qi, i] = acc[qi, i]
-
-    return task
+            top = m[qi]
+            for t in range(t1 - t0):
+                top = max(top, scores[qi, t])
+            if top == -np.inf:
+                scores[qi, :t1 - t0] = 0.0
+                continue
+            if top > m[qi]:
+                alpha = np.float32(math.exp(m[qi] - top))
+                l[qi] *= alpha
+                for i in range(W):
+                    acc[qi, i] *= alpha
+                m[qi] = top
+            l[qi] += exp_shifted(scores[qi], t1 - t0, top, exponent, bits_view, scores[qi])
+        for pos in range(t0, t1):
+            decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+            for qi in range(Q):
+                p = scores[qi, pos - t0]
+                if p != 0.0:
+                    for i in range(W):
+                        acc[qi, i] += p * row[i]
+    for qi in range(Q):
+        m_out[r, sp, qi] = m[qi]
+        l_out[r, sp, qi] = l[qi]
+        for i in range(W):
+            acc_out[r, sp, qi, i] = acc[qi, i]
 
 
 @njit(parallel=True, cache=True)
@@ -156,72 +152,84 @@ def merge_partials(m_out, l_out, acc_out, out):
 @functools.cache
 def sparse_passes(kind: int, bits: int):
     """(scores pass, values pass) of sparse_v for one format kind and bit width, as flash_partials."""
-    decode = row_decoder(kind, bits)
 
-    @njit(parallel=True, fastmath=FASTMATH, cache=True)
+    @njit(parallel=True, cache=True)
     def scores_pass(qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores, m_out, l_out):
-        R, Q, W = qx.shape
-        ctx = kc.shape[0]
+        R = qx.shape[0]
         splits = m_out.shape[1]
-        for task in prange(R * splits):
-            r = task // splits
-            sp = task % splits
-            lo = sp * split
-            hi = min(ctx, lo + split)
-            row, by8, by32, halves = row_buffers(W, dim)
-            for pos in range(lo, hi):
-                decode(kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
-                for qi in range(Q):
-                    if pos < limits[qi % n]:
-                        s = np.float32(0.0)
-                        for i in range(W):
-                            s += qx[r, qi, i] * row[i]
-                        scores[r, qi, pos] = s
-                    else:
-                        scores[r, qi, pos] = -np.inf
-            for qi in range(Q):
-                top = -np.inf
-                for pos in range(lo, hi):
-                    top = max(top, scores[r, qi, pos])
-                total = np.float32(0.0)
-                if top != -np.inf:
-                    for pos in range(lo, hi):
-                        total += np.float32(math.exp(scores[r, qi, pos] - top))
-                m_out[r, sp, qi] = top
-                l_out[r, sp, qi] = total
+        for t in prange(R * splits):
+            _scores_task(kind, bits, t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels,
+                         qjl_coef, split, scores, m_out, l_out)
 
-    @njit(parallel=True, fastmath=FASTMATH, cache=True)
+    @njit(parallel=True, cache=True)
     def values_pass(vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm, acc_out,
                     skipped):
-        R, splits, Q, W = acc_out.shape
-        ctx = vc.shape[0]
-        for task in prange(R * splits):
-            r = task // splits
-            sp = task % splits
-            lo = sp * split
-            hi = min(ctx, lo + split)
-            row, by8, by32, halves = row_buffers(W, dim)
-            weights = np.empty(Q, np.float32)
-            acc = np.zeros((Q, W), np.float32)
-            count = 0
-            for pos in range(lo, hi):
-                largest = np.float32(0.0)
-                for qi in range(Q):
-                    weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
-                    largest = max(largest, weights[qi])
-                if largest < threshold:
-                    count += 1
-                    continue
-                decode(vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
-                for qi in range(Q):
-                    for i in range(W):
-                        acc[qi, i] += weights[qi] * row[i]
-            skipped[task] = count
-            for qi in range(Q):
-                for i in range(W):
-                    acc_out[r, sp, qi, i] = acc[qi, i]
+        R, splits = acc_out.shape[:2]
+        for t in prange(R * splits):
+            skipped[t] = _values_task(kind, bits, t // splits, t % splits, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
+                                      split, threshold, scores, top, norm, acc_out)
 
     return scores_pass, values_pass
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _scores_task(kind, bits, r, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
+                 m_out, l_out):
+    """Scores of split sp of row r for every query, with the split's max and exp-sum."""
+    _, Q, W = qx.shape
+    lo = sp * split
+    hi = min(kc.shape[0], lo + split)
+    row, by8, by32, halves = row_buffers(W, dim)
+    for pos in range(lo, hi):
+        decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+        for qi in range(Q):
+            if pos < limits[qi % n]:
+                s = np.float32(0.0)
+                for i in range(W):
+                    s += qx[r, qi, i] * row[i]
+                scores[r, qi, pos] = s
+            else:
+                scores[r, qi, pos] = -np.inf
+    for qi in range(Q):
+        top = -np.inf
+        for pos in range(lo, hi):
+            top = max(top, scores[r, qi, pos])
+        total = np.float32(0.0)
+        if top != -np.inf:
+            for pos in range(lo, hi):
+                total += np.float32(math.exp(scores[r, qi, pos] - top))
+        m_out[r, sp, qi] = top
+        l_out[r, sp, qi] = total
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _values_task(kind, bits, r, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm,
+                 acc_out):
+    """Split sp of row r's value rows weighted into acc_out, skipping those below the threshold for
+    every query; the count skipped."""
+    Q, W = acc_out.shape[2:]
+    lo = sp * split
+    hi = min(vc.shape[0], lo + split)
+    row, by8, by32, halves = row_buffers(W, dim)
+    weights = np.empty(Q, np.float32)
+    acc = np.zeros((Q, W), np.float32)
+    count = 0
+    for pos in range(lo, hi):
+        largest = np.float32(0.0)
+        for qi in range(Q):
+            weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
+            largest = max(largest, weights[qi])
+        if largest < threshold:
+            count += 1
+            continue
+        decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+        for qi in range(Q):
+            for i in range(W):
+                acc[qi, i] += weights[qi] * row[i]
+    for qi in range(Q):
+        for i in range(W):
+            acc_out[r, sp, qi, i] = acc[qi, i]
+    return count
 
 
 # ---- drivers -----------------------------------------------------------------------------------

@@ -6,21 +6,30 @@ of the plan's width (never the whole cache): blocks as scale * code (+ min), tur
 codebook level in the rotated domain, turbo4 followed by its QJL signs times qjl_scale * residual
 norm. Every loop is written for LLVM's vectorizer: fp16 scales from a 64K-entry float32 table,
 innermost indices that are the loop's own variable, levels picked by a select tree on the code's
-bits from scalars. row_decoder(kind, bits) picks one decoder per format kind and bit width: a
-kernel built around it inlines and types only that format's code (numba's frontend spent ~7.5 s of
-each ~10 s kernel compile on the IR of all six formats inlined twice, K and V, and then pruned).
+bits from scalars. decode_row compiles to one decoder per format kind and bit width, so a kernel
+inlines and types only its format's code: the q8_0 native kernel compiled in 4.5 s instead of 8.4
+when the IR of all six formats was inlined twice (K and V) and then pruned by literal kind.
 """
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core.errors import NumbaIRAssumptionWarning
+from numba.extending import overload
 
 from quantbench.kernels.attention.layout import KIND_Q4_1, KIND_Q8_0, KIND_TURBO
 from quantbench.kernels.common.numba_f16 import f16_table
 
 F16 = f16_table()  # a module-level array: numba compiles it in as a constant
+# numba#9489 (open): on Python 3.11 an overload inlined with inline="always" whose code holds
+# conditional expressions (the select trees below) trips a pedantic SSA scope check, one warning per
+# inlined copy; the compiled code is unaffected. Not inlined, turbo3 attention at depth 1024 took
+# 631 us a call instead of 410.
+warnings.filterwarnings("ignore", message=r".*variable '_turbo_decoder__locals__decode\S* is not in scope",
+                        category=NumbaIRAssumptionWarning)
 
 
 def padded_levels(codebook: np.ndarray) -> np.ndarray:
@@ -40,22 +49,36 @@ def row_buffers(width, dim):
             out[:blocks * 32].reshape((blocks, 2, 16)))
 
 
+def decode_row(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+    """Row (pos, r) into out, written through its row_buffers views so that every innermost loop
+    indexes by its own variable (a computed index costs a wraparound check that keeps LLVM from
+    vectorizing the loop). For numba kernels only, with kind and bits compile-time constants (the
+    kernels close over them): numba compiles in the one decoder of that format."""
+    raise NotImplementedError("decode_row is compiled into numba kernels; it does not run in Python")
+
+
+@overload(decode_row, inline="always")
+def _decode_row_of_format(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32,
+                          halves):
+    if not (isinstance(kind, types.IntegerLiteral) and isinstance(bits, types.IntegerLiteral)):
+        return None  # numba types the call again with the literal values
+    return row_decoder(kind.literal_value, bits.literal_value)
+
+
 @functools.cache
 def row_decoder(kind: int, bits: int):
-    """decode(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves): row
-    (pos, r) into out, written through its row_buffers views so that every innermost loop indexes by
-    its own variable (a computed index costs a wraparound check that keeps LLVM from vectorizing the
-    loop). An inline njit function, so that the kernel calling it is compiled with the format fixed."""
+    """The Python source numba compiles in for one format kind and bit width (decode_row's arguments).
+    The kernels reach it through decode_row rather than closing over a compiled decoder: a closure
+    over a compiled function gets a new cache key in every process, and numba's disk cache missed."""
     if kind == KIND_TURBO:
-        return _turbo_decoder(bits, {2: _levels_2, 3: _levels_3, 4: _levels_4}[bits])
+        return _turbo_decoder({2: _levels_2, 3: _levels_3, 4: _levels_4}[bits])
     return {KIND_Q8_0: _decode_q8_0, KIND_Q4_1: _decode_q4_1}.get(kind, _decode_q4_0)
 
 
-def _turbo_decoder(bits: int, select_levels):
+def _turbo_decoder(select_levels):
     """norm * codebook level per code, then (turbo4) the QJL signs times qjl_coef * residual norm."""
 
-    @njit(cache=True, inline="always")
-    def decode(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+    def decode(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
         nbytes = cg // 8
         c = (levels[0], levels[1], levels[2], levels[3], levels[4], levels[5], levels[6], levels[7],
              levels[8], levels[9], levels[10], levels[11], levels[12], levels[13], levels[14], levels[15])
@@ -75,16 +98,14 @@ def _turbo_decoder(bits: int, select_levels):
     return decode
 
 
-@njit(cache=True, inline="always")
-def _decode_q8_0(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+def _decode_q8_0(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
     for b in range(codes.shape[2]):
         d = F16[s1[pos, r, b]]
         for i in range(codes.shape[3]):
             by32[b, i] = d * np.float32(np.int8(codes[pos, r, b, i]))
 
 
-@njit(cache=True, inline="always")
-def _decode_q4_1(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+def _decode_q4_1(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
     for b in range(codes.shape[2]):
         d = F16[s1[pos, r, b]]
         m = F16[s2[pos, r, b]]
@@ -94,8 +115,7 @@ def _decode_q4_1(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, b
             halves[b, 1, j] = d * np.float32(c >> 4) + m
 
 
-@njit(cache=True, inline="always")
-def _decode_q4_0(codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
+def _decode_q4_0(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, by8, by32, halves):
     for b in range(codes.shape[2]):
         d = F16[s1[pos, r, b]]
         for j in range(codes.shape[3]):
