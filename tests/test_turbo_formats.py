@@ -37,6 +37,20 @@ def test_codebook_converged_to_the_lloyd_max_quantizer(bits):
     assert mse == pytest.approx(LLOYD_MAX_MSE[bits], abs=1e-3)
 
 
+# Max (1960): the MSE of the 1- to 4-bit Lloyd-Max quantizers of N(0,1)
+MAX_1960_MSE = {1: 0.3634, 2: 0.1175, 3: 0.03455, 4: 0.0095}
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_gaussian_levels_are_a_fixed_point_of_lloyds_iteration(bits):
+    levels = torch.tensor(lloyd_max.gaussian_levels(bits), dtype=torch.float64)
+    step, _ = lloyd_max._lloyd_step(levels)
+    assert (step - levels).abs().max() < 1e-10  # each level the mean of its cell, to the tolerance
+    assert torch.all(levels[1:] > levels[:-1]) and torch.allclose(levels, -levels.flip(0), atol=1e-10, rtol=0)
+    if bits in MAX_1960_MSE:
+        assert lloyd_max.gaussian_mse(bits) == pytest.approx(MAX_1960_MSE[bits], rel=2e-3)
+
+
 @pytest.mark.parametrize("spec, bits", [("turbo2", 2), ("turbo3", 3), ("turbo4_mse", 4)])
 def test_distortion_on_gaussian_data_is_near_the_lloyd_max_optimum(spec, bits):
     ratio = nmse(spec, gaussian(4096, 128)) / lloyd_max.gaussian_mse(bits)
