@@ -11,7 +11,7 @@ from quantbench.harness.model.errors import ModelFileError
 from quantbench.harness.model.gguf_dequant import dequantize
 from quantbench.harness.model.gguf_file import GgufFile, TensorInfo
 
-TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]  # Q5_*: through the gguf package
+TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ2_0"]  # TQ2_0: no format of ours
 
 
 def _written(path, tensors: dict[str, np.ndarray], raw_types: dict[str, str] | None = None):
