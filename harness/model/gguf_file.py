@@ -23,9 +23,8 @@ MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 STRING, ARRAY = 8, 9
-SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?", 10: "<u8", 11: "<i8",
-         12: "<f8"}
+NUMBERS = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?", 10: "<u8", 11: "<i8",
+           12: "<f8"}  # GGUF value type -> numpy dtype
 
 
 @dataclass(frozen=True)
@@ -105,24 +104,27 @@ class GgufFile:
         return text
 
     def _value(self, kind: int, key: str):
-        if kind in SCALARS:
-            return self._scalar(SCALARS[kind])
+        if kind in NUMBERS:
+            return self._numbers(kind, 1, key)[0].item()
         if kind == STRING:
             return self._string()
         if kind == ARRAY:
             element, count = self._scalar("<I"), self._scalar("<Q")
             if element == STRING:
                 return [self._string() for _ in range(count)]
-            if element in NUMPY:
-                dtype = np.dtype(NUMPY[element])
-                if self._pos + count * dtype.itemsize > len(self._map):
-                    raise IndexError(f"{key}: an array of {count} values runs past the end of the file")
-                values = np.frombuffer(self._map, dtype=dtype, count=count, offset=self._pos).copy()
-                self._pos += count * dtype.itemsize
-                return values
+            if element in NUMBERS:
+                return self._numbers(element, count, key)
             if element == ARRAY:
                 return [self._value(ARRAY, key) for _ in range(count)]
         raise ModelFileError(f"{self.path}: metadata {key} has unknown value type {kind}")
+
+    def _numbers(self, kind: int, count: int, key: str) -> np.ndarray:
+        dtype = np.dtype(NUMBERS[kind])
+        if self._pos + count * dtype.itemsize > len(self._map):
+            raise IndexError(f"{key}: {count} value(s) run past the end of the file")
+        values = np.frombuffer(self._map, dtype=dtype, count=count, offset=self._pos).copy()
+        self._pos += count * dtype.itemsize
+        return values
 
     def _tensor_info(self) -> tuple[str, tuple[int, ...], int, int]:
         name = self._string()
