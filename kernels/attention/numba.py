@@ -5,10 +5,11 @@ and never materialize the dequantized cache. Queries arrive in the codes' domain
 (kernels/attention/layout.NativePlan.query: scaled, rotated, turbo4-extended) as [R, Q, W] with
 R = batch * kv_heads and Q = group * n: the query heads sharing a KV head read its rows together.
 
-native: the context is cut into splits; prange runs over (R, split). Each task walks its split
-in tiles of TILE positions: scores of the tile for all Q queries, one online-softmax rescale per
-tile (the tile's exponentials vectorized: kernels/common/numba_exp.py), then the value rows
-weighted into a [Q, W] accumulator. The partial (max, sum, accumulator)
+native: the context is cut into splits; prange runs over the splits, and each task reads every
+row (KV head) of its positions, which lie together in the cache. A task walks its split in tiles
+of TILE positions: scores of the tile for all rows and queries, one online-softmax rescale per
+row, query and tile (the tile's exponentials vectorized: kernels/common/numba_exp.py), then the
+value rows weighted into an [R, Q, W] accumulator. The partial (max, sum, accumulator)
 triples are merged exactly afterwards (flash-decoding: out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s).
 
 sparse_v: two passes. Scores of every position go to a [R, Q, ctx] buffer with each split's max and
@@ -42,7 +43,7 @@ from quantbench.kernels.common.numba_exp import exp_shifted
 from quantbench.kernels.registry import variant
 
 TILE = 32
-MIN_SPLIT = 256  # positions per task at least: below this the merge and scratch cost dominate
+MIN_TASK_ROWS = 256  # rows (position, KV head) per task at least: below this the merge and scratch cost dominate
 TASKS_PER_THREAD = 4
 FASTMATH = {"reassoc", "contract", "arcp"}  # not nnan/ninf: masked scores and empty maxima are -inf
 
@@ -58,11 +59,9 @@ def flash_partials(kind: int, bits: int):
     @njit(parallel=True, cache=True)
     def partials(qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, m_out, l_out,
                  acc_out):
-        R = qx.shape[0]
-        splits = m_out.shape[1]
-        for t in prange(R * splits):
-            _flash_task(kind, bits, t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim,
-                        cg, levels, qjl_coef, split, m_out, l_out, acc_out)
+        for sp in prange(m_out.shape[1]):
+            _flash_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
+                        split, m_out, l_out, acc_out)
 
     return partials
 
@@ -71,59 +70,67 @@ def flash_partials(kind: int, bits: int):
 # a prange loop is compiled apart, over its captured arrays), around one format's decoder.
 # turbo3 at depth 1024 (3 KV heads, 3 queries each), one thread: 452 us a call in the loop's body
 # with a table lookup per code and the kind tested at run time; 283 us so.
+# A task reads every row (KV head) of its positions: the rows of one position are adjacent in the
+# cache, so a task per (row, split) read each cache line once per row. At 32K context with 3 KV heads
+# (13 MB of q8_0 codes, past the last-level cache) that tripled the memory traffic: 13 ms a call on
+# a 2-core EPYC with 7 GB/s of copy bandwidth, against 0.53 ms at 4K (8x fewer positions).
 @njit(fastmath=FASTMATH, cache=True)
-def _flash_task(kind, bits, r, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
+def _flash_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
                 split, m_out, l_out, acc_out):
-    _, Q, W = qx.shape
+    R, Q, W = qx.shape
     ctx = kc.shape[0]
     lo = sp * split
     hi = min(ctx, lo + split)
     row, by8, by32, halves = row_buffers(W, dim)
-    q = qx[r]
     seen = np.empty(Q, np.int64)
     for qi in range(Q):
         seen[qi] = limits[qi % n]
-    scores = np.empty((Q, TILE), np.float32)  # per query, the tile's scores, then their exponentials
+    scores = np.empty((R, Q, TILE), np.float32)  # per row and query, the tile's scores, then their exponentials
     exponent = np.empty(TILE, np.int32)
     bits_view = exponent.view(np.float32)
-    m = np.full(Q, -np.inf, np.float32)
-    l = np.zeros(Q, np.float32)
-    acc = np.zeros((Q, W), np.float32)
+    m = np.full((R, Q), -np.inf, np.float32)
+    l = np.zeros((R, Q), np.float32)
+    acc = np.zeros((R, Q, W), np.float32)
     for t0 in range(lo, hi, TILE):
         t1 = min(hi, t0 + TILE)
         for pos in range(t0, t1):
-            decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
-            for qi in range(Q):
-                s = np.float32(0.0)
-                for i in range(W):
-                    s += q[qi, i] * row[i]
-                scores[qi, pos - t0] = s if pos < seen[qi] else -np.inf
-        for qi in range(Q):
-            top = m[qi]
-            for t in range(t1 - t0):
-                top = max(top, scores[qi, t])
-            if top == -np.inf:
-                scores[qi, :t1 - t0] = 0.0
-                continue
-            if top > m[qi]:
-                alpha = np.float32(math.exp(m[qi] - top))
-                l[qi] *= alpha
-                for i in range(W):
-                    acc[qi, i] *= alpha
-                m[qi] = top
-            l[qi] += exp_shifted(scores[qi], t1 - t0, top, exponent, bits_view, scores[qi])
-        for pos in range(t0, t1):
-            decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
-            for qi in range(Q):
-                p = scores[qi, pos - t0]
-                if p != 0.0:
+            for r in range(R):
+                decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+                for qi in range(Q):
+                    s = np.float32(0.0)
                     for i in range(W):
-                        acc[qi, i] += p * row[i]
-    for qi in range(Q):
-        m_out[r, sp, qi] = m[qi]
-        l_out[r, sp, qi] = l[qi]
-        for i in range(W):
-            acc_out[r, sp, qi, i] = acc[qi, i]
+                        s += qx[r, qi, i] * row[i]
+                    scores[r, qi, pos - t0] = s if pos < seen[qi] else -np.inf
+        for r in range(R):
+            for qi in range(Q):
+                tile = scores[r, qi]
+                top = m[r, qi]
+                for t in range(t1 - t0):
+                    top = max(top, tile[t])
+                if top == -np.inf:
+                    tile[:t1 - t0] = 0.0
+                    continue
+                if top > m[r, qi]:
+                    alpha = np.float32(math.exp(m[r, qi] - top))
+                    l[r, qi] *= alpha
+                    for i in range(W):
+                        acc[r, qi, i] *= alpha
+                    m[r, qi] = top
+                l[r, qi] += exp_shifted(tile, t1 - t0, top, exponent, bits_view, tile)
+        for pos in range(t0, t1):
+            for r in range(R):
+                decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+                for qi in range(Q):
+                    p = scores[r, qi, pos - t0]
+                    if p != 0.0:
+                        for i in range(W):
+                            acc[r, qi, i] += p * row[i]
+    for r in range(R):
+        for qi in range(Q):
+            m_out[r, sp, qi] = m[r, qi]
+            l_out[r, sp, qi] = l[r, qi]
+            for i in range(W):
+                acc_out[r, sp, qi, i] = acc[r, qi, i]
 
 
 @njit(parallel=True, cache=True)
@@ -151,92 +158,95 @@ def merge_partials(m_out, l_out, acc_out, out):
 
 @functools.cache
 def sparse_passes(kind: int, bits: int):
-    """(scores pass, values pass) of sparse_v for one format kind and bit width, as flash_partials."""
+    """(scores pass, values pass) of sparse_v for one format kind and bit width, as flash_partials;
+    each task covers every row of its split of positions, as _flash_task."""
 
     @njit(parallel=True, cache=True)
     def scores_pass(qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores, m_out, l_out):
-        R = qx.shape[0]
-        splits = m_out.shape[1]
-        for t in prange(R * splits):
-            _scores_task(kind, bits, t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels,
-                         qjl_coef, split, scores, m_out, l_out)
+        for sp in prange(m_out.shape[1]):
+            _scores_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
+                         m_out, l_out)
 
     @njit(parallel=True, cache=True)
     def values_pass(vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm, acc_out,
                     skipped):
-        R, splits = acc_out.shape[:2]
-        for t in prange(R * splits):
-            skipped[t] = _values_task(kind, bits, t // splits, t % splits, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
-                                      split, threshold, scores, top, norm, acc_out)
+        for sp in prange(acc_out.shape[1]):
+            skipped[sp] = _values_task(kind, bits, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold,
+                                       scores, top, norm, acc_out)
 
     return scores_pass, values_pass
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _scores_task(kind, bits, r, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
+def _scores_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
                  m_out, l_out):
-    """Scores of split sp of row r for every query, with the split's max and exp-sum."""
-    _, Q, W = qx.shape
+    """Scores of split sp of every row for every query, with the split's max and exp-sum."""
+    R, Q, W = qx.shape
     lo = sp * split
     hi = min(kc.shape[0], lo + split)
     row, by8, by32, halves = row_buffers(W, dim)
     for pos in range(lo, hi):
-        decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+        for r in range(R):
+            decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+            for qi in range(Q):
+                if pos < limits[qi % n]:
+                    s = np.float32(0.0)
+                    for i in range(W):
+                        s += qx[r, qi, i] * row[i]
+                    scores[r, qi, pos] = s
+                else:
+                    scores[r, qi, pos] = -np.inf
+    for r in range(R):
         for qi in range(Q):
-            if pos < limits[qi % n]:
-                s = np.float32(0.0)
-                for i in range(W):
-                    s += qx[r, qi, i] * row[i]
-                scores[r, qi, pos] = s
-            else:
-                scores[r, qi, pos] = -np.inf
-    for qi in range(Q):
-        top = -np.inf
-        for pos in range(lo, hi):
-            top = max(top, scores[r, qi, pos])
-        total = np.float32(0.0)
-        if top != -np.inf:
+            top = -np.inf
             for pos in range(lo, hi):
-                total += np.float32(math.exp(scores[r, qi, pos] - top))
-        m_out[r, sp, qi] = top
-        l_out[r, sp, qi] = total
+                top = max(top, scores[r, qi, pos])
+            total = np.float32(0.0)
+            if top != -np.inf:
+                for pos in range(lo, hi):
+                    total += np.float32(math.exp(scores[r, qi, pos] - top))
+            m_out[r, sp, qi] = top
+            l_out[r, sp, qi] = total
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _values_task(kind, bits, r, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm,
+def _values_task(kind, bits, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm,
                  acc_out):
-    """Split sp of row r's value rows weighted into acc_out, skipping those below the threshold for
-    every query; the count skipped."""
-    Q, W = acc_out.shape[2:]
+    """Split sp of every row's value rows weighted into acc_out, skipping those below the threshold
+    for every query; the count skipped."""
+    R, _, Q, W = acc_out.shape
     lo = sp * split
     hi = min(vc.shape[0], lo + split)
     row, by8, by32, halves = row_buffers(W, dim)
     weights = np.empty(Q, np.float32)
-    acc = np.zeros((Q, W), np.float32)
+    acc = np.zeros((R, Q, W), np.float32)
     count = 0
     for pos in range(lo, hi):
-        largest = np.float32(0.0)
-        for qi in range(Q):
-            weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
-            largest = max(largest, weights[qi])
-        if largest < threshold:
-            count += 1
-            continue
-        decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+        for r in range(R):
+            largest = np.float32(0.0)
+            for qi in range(Q):
+                weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
+                largest = max(largest, weights[qi])
+            if largest < threshold:
+                count += 1
+                continue
+            decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+            for qi in range(Q):
+                for i in range(W):
+                    acc[r, qi, i] += weights[qi] * row[i]
+    for r in range(R):
         for qi in range(Q):
             for i in range(W):
-                acc[qi, i] += weights[qi] * row[i]
-    for qi in range(Q):
-        for i in range(W):
-            acc_out[r, sp, qi, i] = acc[qi, i]
+                acc_out[r, sp, qi, i] = acc[r, qi, i]
     return count
 
 
 # ---- drivers -----------------------------------------------------------------------------------
 def split_size(ctx: int, rows: int) -> int:
-    """Positions per task: enough tasks to keep every thread busy, none shorter than MIN_SPLIT."""
+    """Positions per task (each task reads every row of its positions): enough tasks to keep every
+    thread busy, none with fewer than MIN_TASK_ROWS rows."""
     tasks = TASKS_PER_THREAD * numba.get_num_threads()
-    split = max(MIN_SPLIT, -(-ctx * rows // tasks))
+    split = max(-(-MIN_TASK_ROWS // rows), -(-ctx // tasks))
     return min(ctx, -(-split // TILE) * TILE)
 
 
@@ -308,7 +318,7 @@ class NativeCache:
         top = m.max(axis=1)
         norm = (l * np.exp(np.where(np.isfinite(m), m - top[:, None, :], -np.inf))).sum(axis=1)
         acc = np.empty((R, self.splits, Q, W), np.float32)
-        skipped = np.zeros(R * self.splits, np.int64)
+        skipped = np.zeros(self.splits, np.int64)
         values_pass(*self.v, *self.consts, self.split, np.float32(threshold), scores, top, norm.astype(np.float32),
                     acc, skipped)
         out = self.finish(acc.sum(axis=1), q.shape)
