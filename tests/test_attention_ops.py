@@ -1,6 +1,7 @@
 """attn_decode / attn_prefill: every CPU variant (torch, numba) against the float64 reference over
 the dequantized cache, with the op's derived tolerance, on seeded random inputs and on real K/V
 captured from the embedded model; traffic model and input errors."""
+import numba
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model
 from quantbench.harness.model.attention import dequant_sdpa
 from quantbench.kernels import formats
-from quantbench.kernels.attention.numba import NativeCache
+from quantbench.kernels.attention.numba import MIN_TASK_ROWS, TILE, NativeCache, split_size
 from quantbench.kernels.attention.spec import (
     attention_float64,
     attention_tolerance,
@@ -61,6 +62,15 @@ def test_prefill_variants_match_reference(spec):
 @pytest.mark.parametrize("spec", ODD_SPECS)
 def test_format_options_and_head_dim_128(spec):
     run_and_check("attn_decode", spec, dict(batch=1, heads=4, kv_heads=1, n=1, ctx=300, dim=128))
+
+
+def test_native_splits_cover_every_row_of_their_positions_in_enough_tasks():
+    # a task reads all rows (KV heads) of its positions: at 32K with 3 KV heads, at least one split
+    # per task the threads can take, each a whole number of tiles, none under MIN_TASK_ROWS rows
+    threads = numba.get_num_threads()
+    split = split_size(32768, 3)
+    assert split % TILE == 0 and -(-32768 // split) >= threads
+    assert split_size(70, 4) * 4 >= MIN_TASK_ROWS and split_size(40, 1) == 40  # never past the context
 
 
 def test_check_catches_a_wrong_result():
