@@ -9,7 +9,7 @@ from quantbench.harness.errors import UserError
 from quantbench.harness.model import load_model
 from quantbench.harness.model.attention import dequant_sdpa
 from quantbench.kernels import formats
-from quantbench.kernels.attention.numba import MIN_TASK_ROWS, TILE, NativeCache, split_size
+from quantbench.kernels.attention.numba import MIN_TASK_ROWS, ROW_GROUP, TILE, NativeCache, split_size
 from quantbench.kernels.attention.spec import (
     attention_float64,
     attention_tolerance,
@@ -65,12 +65,22 @@ def test_format_options_and_head_dim_128(spec):
 
 
 def test_native_splits_cover_every_row_of_their_positions_in_enough_tasks():
-    # a task reads all rows (KV heads) of its positions: at 32K with 3 KV heads, at least one split
-    # per task the threads can take, each a whole number of tiles, none under MIN_TASK_ROWS rows
+    # a task reads the rows (KV heads) of a row group at its positions: at 32K with 3 KV heads, at
+    # least one task per thread, each a whole number of tiles, none under MIN_TASK_ROWS rows
     threads = numba.get_num_threads()
     split = split_size(32768, 3)
     assert split % TILE == 0 and -(-32768 // split) >= threads
     assert split_size(70, 4) * 4 >= MIN_TASK_ROWS and split_size(40, 1) == 40  # never past the context
+    many = 4 * ROW_GROUP  # row groups share the tasks: fewer splits per group
+    assert split_size(4096, many) >= split_size(4096, ROW_GROUP)
+
+
+@pytest.mark.parametrize("spec", ["q4_1", "turbo4"])
+def test_native_kernels_with_more_rows_than_a_row_group(spec):
+    rows = dict(batch=3, kv_heads=3)  # 9 rows: a full group of ROW_GROUP and a group of one
+    assert rows["batch"] * rows["kv_heads"] > ROW_GROUP
+    names = run_and_check("attn_decode", spec, dict(rows, heads=6, n=2, ctx=300, dim=64))
+    assert {("numba", "native"), ("numba", "sparse_v")} <= names
 
 
 def test_check_catches_a_wrong_result():

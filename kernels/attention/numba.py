@@ -5,8 +5,9 @@ and never materialize the dequantized cache. Queries arrive in the codes' domain
 (kernels/attention/layout.NativePlan.query: scaled, rotated, turbo4-extended) as [R, Q, W] with
 R = batch * kv_heads and Q = group * n: the query heads sharing a KV head read its rows together.
 
-native: the context is cut into splits; prange runs over the splits, and each task reads every
-row (KV head) of its positions, which lie together in the cache. A task walks its split in tiles
+native: the context is cut into splits and the rows into groups of up to ROW_GROUP; prange runs
+over (row group, split), and each task reads every row of its group at its positions: the rows
+(KV heads) of a position lie together in the cache. A task walks its split in tiles
 of TILE positions: scores of the tile for all rows and queries, one online-softmax rescale per
 row, query and tile (the tile's exponentials vectorized: kernels/common/numba_exp.py), then the
 value rows weighted into an [R, Q, W] accumulator. The partial (max, sum, accumulator)
@@ -36,7 +37,7 @@ from quantbench.kernels.attention.layout import (
     native_plan,
     qjl_coefficient,
 )
-from quantbench.kernels.attention.numba_rows import decode_row, padded_levels, row_buffers
+from quantbench.kernels.attention.numba_rows import decode_row, padded_levels
 from quantbench.kernels.attention.spec import attn_shape, causal_limits
 from quantbench.kernels.attention.torch import ATTN_OPS, SPARSE_V_THRESHOLD, SparseVRun
 from quantbench.kernels.common.numba_exp import exp_shifted
@@ -44,8 +45,14 @@ from quantbench.kernels.registry import variant
 
 TILE = 32
 MIN_TASK_ROWS = 256  # rows (position, KV head) per task at least: below this the merge and scratch cost dominate
+ROW_GROUP = 8  # rows (KV heads) a task reads at each of its positions: adjacent in the cache, they share lines
 TASKS_PER_THREAD = 4
 FASTMATH = {"reassoc", "contract", "arcp"}  # not nnan/ninf: masked scores and empty maxima are -inf
+
+
+@njit(cache=True)
+def row_groups(rows):
+    return -(-rows // ROW_GROUP)
 
 
 @functools.cache
@@ -59,9 +66,10 @@ def flash_partials(kind: int, bits: int):
     @njit(parallel=True, cache=True)
     def partials(qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, m_out, l_out,
                  acc_out):
-        for sp in prange(m_out.shape[1]):
-            _flash_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
-                        split, m_out, l_out, acc_out)
+        splits = m_out.shape[1]
+        for t in prange(row_groups(qx.shape[0]) * splits):
+            _flash_task(kind, bits, t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim,
+                        cg, levels, qjl_coef, split, m_out, l_out, acc_out)
 
     return partials
 
@@ -70,67 +78,70 @@ def flash_partials(kind: int, bits: int):
 # a prange loop is compiled apart, over its captured arrays), around one format's decoder.
 # turbo3 at depth 1024 (3 KV heads, 3 queries each), one thread: 452 us a call in the loop's body
 # with a table lookup per code and the kind tested at run time; 283 us so.
-# A task reads every row (KV head) of its positions: the rows of one position are adjacent in the
-# cache, so a task per (row, split) read each cache line once per row. At 32K context with 3 KV heads
-# (13 MB of q8_0 codes, past the last-level cache) that tripled the memory traffic: 13 ms a call on
-# a 2-core EPYC with 7 GB/s of copy bandwidth, against 0.53 ms at 4K (8x fewer positions).
+# A task reads the rows (KV heads) of a row group at each of its positions: the rows of a position
+# are adjacent in the cache and share cache lines. With a task per (row, split), at 32K context with
+# 3 KV heads (13 MB of q8_0 codes, past the last-level cache) every line was read once per row:
+# 13.4 ms a call (median, one thread) on a 2-core EPYC with 7 GB/s of copy bandwidth, 5.3 ms with
+# the three rows in one task. Groups of ROW_GROUP bound the task's accumulators at many rows (batch).
 @njit(fastmath=FASTMATH, cache=True)
-def _flash_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
+def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
                 split, m_out, l_out, acc_out):
     R, Q, W = qx.shape
+    r0 = g * ROW_GROUP
+    r1 = min(R, r0 + ROW_GROUP)
     ctx = kc.shape[0]
     lo = sp * split
     hi = min(ctx, lo + split)
-    row, by8, by32, halves = row_buffers(W, dim)
+    row = np.empty(W, np.float32)
     seen = np.empty(Q, np.int64)
     for qi in range(Q):
         seen[qi] = limits[qi % n]
-    scores = np.empty((R, Q, TILE), np.float32)  # per row and query, the tile's scores, then their exponentials
+    scores = np.empty((r1 - r0, Q, TILE), np.float32)  # per row and query, the tile's scores, then their exponentials
     exponent = np.empty(TILE, np.int32)
     bits_view = exponent.view(np.float32)
-    m = np.full((R, Q), -np.inf, np.float32)
-    l = np.zeros((R, Q), np.float32)
-    acc = np.zeros((R, Q, W), np.float32)
+    m = np.full((r1 - r0, Q), -np.inf, np.float32)
+    l = np.zeros((r1 - r0, Q), np.float32)
+    acc = np.zeros((r1 - r0, Q, W), np.float32)
     for t0 in range(lo, hi, TILE):
         t1 = min(hi, t0 + TILE)
         for pos in range(t0, t1):
-            for r in range(R):
-                decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+            for r in range(r0, r1):
+                decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row)
                 for qi in range(Q):
                     s = np.float32(0.0)
                     for i in range(W):
                         s += qx[r, qi, i] * row[i]
-                    scores[r, qi, pos - t0] = s if pos < seen[qi] else -np.inf
-        for r in range(R):
+                    scores[r - r0, qi, pos - t0] = s if pos < seen[qi] else -np.inf
+        for r in range(r0, r1):
             for qi in range(Q):
-                tile = scores[r, qi]
-                top = m[r, qi]
+                tile = scores[r - r0, qi]
+                top = m[r - r0, qi]
                 for t in range(t1 - t0):
                     top = max(top, tile[t])
                 if top == -np.inf:
                     tile[:t1 - t0] = 0.0
                     continue
-                if top > m[r, qi]:
-                    alpha = np.float32(math.exp(m[r, qi] - top))
-                    l[r, qi] *= alpha
+                if top > m[r - r0, qi]:
+                    alpha = np.float32(math.exp(m[r - r0, qi] - top))
+                    l[r - r0, qi] *= alpha
                     for i in range(W):
-                        acc[r, qi, i] *= alpha
-                    m[r, qi] = top
-                l[r, qi] += exp_shifted(tile, t1 - t0, top, exponent, bits_view, tile)
+                        acc[r - r0, qi, i] *= alpha
+                    m[r - r0, qi] = top
+                l[r - r0, qi] += exp_shifted(tile, t1 - t0, top, exponent, bits_view, tile)
         for pos in range(t0, t1):
-            for r in range(R):
-                decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+            for r in range(r0, r1):
+                decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row)
                 for qi in range(Q):
-                    p = scores[r, qi, pos - t0]
+                    p = scores[r - r0, qi, pos - t0]
                     if p != 0.0:
                         for i in range(W):
-                            acc[r, qi, i] += p * row[i]
-    for r in range(R):
+                            acc[r - r0, qi, i] += p * row[i]
+    for r in range(r0, r1):
         for qi in range(Q):
-            m_out[r, sp, qi] = m[r, qi]
-            l_out[r, sp, qi] = l[r, qi]
+            m_out[r, sp, qi] = m[r - r0, qi]
+            l_out[r, sp, qi] = l[r - r0, qi]
             for i in range(W):
-                acc_out[r, sp, qi, i] = acc[r, qi, i]
+                acc_out[r, sp, qi, i] = acc[r - r0, qi, i]
 
 
 @njit(parallel=True, cache=True)
@@ -163,31 +174,35 @@ def sparse_passes(kind: int, bits: int):
 
     @njit(parallel=True, cache=True)
     def scores_pass(qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores, m_out, l_out):
-        for sp in prange(m_out.shape[1]):
-            _scores_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
-                         m_out, l_out)
+        splits = m_out.shape[1]
+        for t in prange(row_groups(qx.shape[0]) * splits):
+            _scores_task(kind, bits, t // splits, t % splits, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels,
+                         qjl_coef, split, scores, m_out, l_out)
 
     @njit(parallel=True, cache=True)
     def values_pass(vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm, acc_out,
                     skipped):
-        for sp in prange(acc_out.shape[1]):
-            skipped[sp] = _values_task(kind, bits, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold,
-                                       scores, top, norm, acc_out)
+        R, splits = acc_out.shape[:2]
+        for t in prange(row_groups(R) * splits):
+            skipped[t] = _values_task(kind, bits, t // splits, t % splits, vc, ve, vs1, vs2, dim, cg, levels,
+                                      qjl_coef, split, threshold, scores, top, norm, acc_out)
 
     return scores_pass, values_pass
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _scores_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
+def _scores_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
                  m_out, l_out):
-    """Scores of split sp of every row for every query, with the split's max and exp-sum."""
+    """Scores of split sp of row group g for every query, with the split's max and exp-sum."""
     R, Q, W = qx.shape
+    r0 = g * ROW_GROUP
+    r1 = min(R, r0 + ROW_GROUP)
     lo = sp * split
     hi = min(kc.shape[0], lo + split)
-    row, by8, by32, halves = row_buffers(W, dim)
+    row = np.empty(W, np.float32)
     for pos in range(lo, hi):
-        for r in range(R):
-            decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+        for r in range(r0, r1):
+            decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row)
             for qi in range(Q):
                 if pos < limits[qi % n]:
                     s = np.float32(0.0)
@@ -196,7 +211,7 @@ def _scores_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, level
                     scores[r, qi, pos] = s
                 else:
                     scores[r, qi, pos] = -np.inf
-    for r in range(R):
+    for r in range(r0, r1):
         for qi in range(Q):
             top = -np.inf
             for pos in range(lo, hi):
@@ -210,19 +225,21 @@ def _scores_task(kind, bits, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, level
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _values_task(kind, bits, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm,
+def _values_task(kind, bits, g, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm,
                  acc_out):
-    """Split sp of every row's value rows weighted into acc_out, skipping those below the threshold
+    """Split sp of row group g's value rows weighted into acc_out, skipping those below the threshold
     for every query; the count skipped."""
     R, _, Q, W = acc_out.shape
+    r0 = g * ROW_GROUP
+    r1 = min(R, r0 + ROW_GROUP)
     lo = sp * split
     hi = min(vc.shape[0], lo + split)
-    row, by8, by32, halves = row_buffers(W, dim)
+    row = np.empty(W, np.float32)
     weights = np.empty(Q, np.float32)
-    acc = np.zeros((R, Q, W), np.float32)
+    acc = np.zeros((r1 - r0, Q, W), np.float32)
     count = 0
     for pos in range(lo, hi):
-        for r in range(R):
+        for r in range(r0, r1):
             largest = np.float32(0.0)
             for qi in range(Q):
                 weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
@@ -230,23 +247,24 @@ def _values_task(kind, bits, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, sp
             if largest < threshold:
                 count += 1
                 continue
-            decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, by8, by32, halves)
+            decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row)
             for qi in range(Q):
                 for i in range(W):
-                    acc[r, qi, i] += weights[qi] * row[i]
-    for r in range(R):
+                    acc[r - r0, qi, i] += weights[qi] * row[i]
+    for r in range(r0, r1):
         for qi in range(Q):
             for i in range(W):
-                acc_out[r, sp, qi, i] = acc[r, qi, i]
+                acc_out[r, sp, qi, i] = acc[r - r0, qi, i]
     return count
 
 
 # ---- drivers -----------------------------------------------------------------------------------
 def split_size(ctx: int, rows: int) -> int:
-    """Positions per task (each task reads every row of its positions): enough tasks to keep every
-    thread busy, none with fewer than MIN_TASK_ROWS rows."""
+    """Positions per task (a task reads the rows of one row group at its positions): enough tasks to
+    keep every thread busy, none with fewer than MIN_TASK_ROWS rows."""
     tasks = TASKS_PER_THREAD * numba.get_num_threads()
-    split = max(-(-MIN_TASK_ROWS // rows), -(-ctx // tasks))
+    splits_wanted = -(-tasks // -(-rows // ROW_GROUP))
+    split = max(-(-MIN_TASK_ROWS // min(rows, ROW_GROUP)), -(-ctx // splits_wanted))
     return min(ctx, -(-split // TILE) * TILE)
 
 
@@ -318,7 +336,7 @@ class NativeCache:
         top = m.max(axis=1)
         norm = (l * np.exp(np.where(np.isfinite(m), m - top[:, None, :], -np.inf))).sum(axis=1)
         acc = np.empty((R, self.splits, Q, W), np.float32)
-        skipped = np.zeros(self.splits, np.int64)
+        skipped = np.zeros(-(-R // ROW_GROUP) * self.splits, np.int64)
         values_pass(*self.v, *self.consts, self.split, np.float32(threshold), scores, top, norm.astype(np.float32),
                     acc, skipped)
         out = self.finish(acc.sum(axis=1), q.shape)

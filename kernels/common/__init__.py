@@ -1,5 +1,7 @@
 """Helpers shared by the kernels of one backend across op families; no op or variant here.
 
     numba_f16.py     IEEE half bits <-> float32 inside numba kernels
+    numba_exp.py     a float32 exp LLVM vectorizes, for the softmax of the numba attention kernels
+    numba_vectors.py explicit-SIMD decoders of packed codes (int8, nibbles, bit planes) as numba intrinsics
     cuda_device.py   a tensor as numba-cuda sees it; per-block memory limits
 """

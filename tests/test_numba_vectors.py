@@ -1,0 +1,79 @@
+"""kernels/common/numba_vectors.py: the explicit-SIMD decoders against numpy, and their typing errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+from numba.core.errors import TypingError
+
+from quantbench.kernels.common.numba_vectors import int8_to_f32, nibbles_to_f32, planes_to_f32
+
+RNG = np.random.default_rng(7)
+SRC = RNG.integers(0, 256, 128, dtype=np.uint8)
+LEVELS = RNG.standard_normal(16).astype(np.float32)
+
+
+@njit
+def _int8(src, off, dst, dst_off, scale):
+    int8_to_f32(src, off, dst, dst_off, scale)
+
+
+@njit
+def _nibbles(src, off, dst, dst_off, scale, shift):
+    nibbles_to_f32(src, off, dst, dst_off, scale, shift)
+
+
+@njit
+def _planes(src, off, stride, levels, scale, dst, dst_off, bits):
+    if bits == 1:
+        planes_to_f32(src, off, stride, 1, levels, scale, dst, dst_off)
+    elif bits == 2:
+        planes_to_f32(src, off, stride, 2, levels, scale, dst, dst_off)
+    elif bits == 3:
+        planes_to_f32(src, off, stride, 3, levels, scale, dst, dst_off)
+    else:
+        planes_to_f32(src, off, stride, 4, levels, scale, dst, dst_off)
+
+
+def test_int8_to_f32_scales_32_signed_bytes_at_unaligned_offsets():
+    dst = np.full(40, np.nan, np.float32)
+    _int8(SRC, 5, dst, 3, np.float32(0.375))
+    np.testing.assert_array_equal(dst[3:35], np.float32(0.375) * SRC[5:37].view(np.int8).astype(np.float32))
+    assert np.isnan(dst[:3]).all() and np.isnan(dst[35:]).all()  # nothing written past the block
+
+
+def test_nibbles_to_f32_writes_low_nibbles_then_high_ones():
+    dst = np.full(33, np.nan, np.float32)
+    _nibbles(SRC, 9, dst, 1, np.float32(0.5), np.float32(-4.0))
+    codes = SRC[9:25].astype(np.float32)
+    np.testing.assert_array_equal(dst[1:17], 0.5 * (codes % 16) - 4.0)
+    np.testing.assert_array_equal(dst[17:33], 0.5 * np.floor(codes / 16) - 4.0)
+    assert np.isnan(dst[0])
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_planes_to_f32_picks_each_codes_level_from_its_bit_planes(bits):
+    stride, off = 6, 11  # plane k's 16-bit word at src[off + k * stride], little-endian
+    dst = np.full(20, np.nan, np.float32)
+    _planes(SRC, off, stride, LEVELS, np.float32(1.25), dst, 2, bits)
+    codes = np.zeros(16, np.int64)
+    for k in range(bits):
+        word = int(SRC[off + k * stride]) | int(SRC[off + k * stride + 1]) << 8
+        codes |= ((word >> np.arange(16)) & 1) << k
+    np.testing.assert_array_equal(dst[2:18], np.float32(1.25) * LEVELS[codes])
+    assert np.isnan(dst[:2]).all() and np.isnan(dst[18:]).all()
+
+
+def test_the_decoders_name_a_wrong_array_or_a_bits_count_not_known_at_compile_time():
+    dst = np.zeros(32, np.float32)
+    with pytest.raises(TypingError, match="C-contiguous uint8"):
+        _int8(SRC[::2], 0, dst, 0, np.float32(1.0))
+    with pytest.raises(TypingError, match="C-contiguous float32"):
+        _nibbles(SRC, 0, dst.astype(np.float64), 0, np.float32(1.0), np.float32(0.0))
+
+    @njit
+    def runtime_bits(bits):
+        planes_to_f32(SRC, 0, 2, bits, LEVELS, np.float32(1.0), dst, 0)
+
+    with pytest.raises(TypingError, match="bits must be a constant 1..4"):
+        runtime_bits(3)
