@@ -58,8 +58,8 @@ def row_groups(rows):
 @functools.cache
 def flash_partials(kind: int, bits: int):
     """The native kernel for one format kind and bit width (kernels/attention/numba_rows.decode_row),
-    so that a run compiles only the formats it reads, and each only its own decoder: q8_0 in 4.5 s,
-    turbo3 in 10 s (q8_0 took 8.4 s when all six decoders were inlined and pruned by literal kind,
+    so that a run compiles only the formats it reads, and each only its own decoder: about 5 s each
+    for q8_0, q4_0 and turbo3 (q8_0 took 8.4 s when all six decoders were inlined and pruned by literal kind,
     and one entry switching over the six at run time compiled them all, 80 s, for any one). numba
     keys the cached code by the closure's values, ints here."""
 
