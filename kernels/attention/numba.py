@@ -52,6 +52,7 @@ FASTMATH = {"reassoc", "contract", "arcp"}  # not nnan/ninf: masked scores and e
 
 @njit(cache=True)
 def row_groups(rows):
+    """Row groups of up to ROW_GROUP rows (the kernels' prange loops and the drivers alike)."""
     return -(-rows // ROW_GROUP)
 
 
@@ -170,7 +171,7 @@ def merge_partials(m_out, l_out, acc_out, out):
 @functools.cache
 def sparse_passes(kind: int, bits: int):
     """(scores pass, values pass) of sparse_v for one format kind and bit width, as flash_partials;
-    each task covers every row of its split of positions, as _flash_task."""
+    each task covers the rows of one row group over its split of positions, as _flash_task."""
 
     @njit(parallel=True, cache=True)
     def scores_pass(qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores, m_out, l_out):
@@ -263,7 +264,7 @@ def split_size(ctx: int, rows: int) -> int:
     """Positions per task (a task reads the rows of one row group at its positions): enough tasks to
     keep every thread busy, none with fewer than MIN_TASK_ROWS rows."""
     tasks = TASKS_PER_THREAD * numba.get_num_threads()
-    splits_wanted = -(-tasks // -(-rows // ROW_GROUP))
+    splits_wanted = -(-tasks // row_groups(rows))
     split = max(-(-MIN_TASK_ROWS // min(rows, ROW_GROUP)), -(-ctx // splits_wanted))
     return min(ctx, -(-split // TILE) * TILE)
 
@@ -336,7 +337,7 @@ class NativeCache:
         top = m.max(axis=1)
         norm = (l * np.exp(np.where(np.isfinite(m), m - top[:, None, :], -np.inf))).sum(axis=1)
         acc = np.empty((R, self.splits, Q, W), np.float32)
-        skipped = np.zeros(-(-R // ROW_GROUP) * self.splits, np.int64)
+        skipped = np.zeros(row_groups(R) * self.splits, np.int64)
         values_pass(*self.v, *self.consts, self.split, np.float32(threshold), scores, top, norm.astype(np.float32),
                     acc, skipped)
         out = self.finish(acc.sum(axis=1), q.shape)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import types
+from numba import njit, types
 from numba.extending import overload
 
 from quantbench.kernels.attention.layout import KIND_Q4_1, KIND_Q8_0, KIND_TURBO
@@ -55,10 +55,16 @@ def row_decoder(kind: int, bits: int):
     return {KIND_Q8_0: _decode_q8_0, KIND_Q4_1: _decode_q4_1}.get(kind, _decode_q4_0)
 
 
+@njit(cache=True, inline="always")
+def _row_start(codes, pos, r):
+    """Flat byte offset of row (pos, r) in the C-contiguous [ctx, rows, units, bytes] codes."""
+    return (pos * codes.shape[1] + r) * codes.shape[2] * codes.shape[3]
+
+
 def _decode_turbo(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out):
     """norm * codebook level per code, then (turbo4) the QJL signs times qjl_coef * residual norm."""
     nbytes = codes.shape[3]  # of one bit plane: cg / 8
-    first = (pos * codes.shape[1] + r) * codes.shape[2] * nbytes
+    first = _row_start(codes, pos, r)
     for grp in range(dim // cg):
         norm = F16[s1[pos, r, grp]]
         planes = first + grp * bits * nbytes
@@ -76,19 +82,19 @@ def _decode_turbo(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl
 
 
 def _decode_q8_0(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out):
-    first = (pos * codes.shape[1] + r) * codes.shape[2] * 32
+    first = _row_start(codes, pos, r)
     for b in range(codes.shape[2]):
         int8_to_f32(codes, first + b * 32, out, b * 32, F16[s1[pos, r, b]])
 
 
 def _decode_q4_1(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out):
-    first = (pos * codes.shape[1] + r) * codes.shape[2] * 16
+    first = _row_start(codes, pos, r)
     for b in range(codes.shape[2]):
         nibbles_to_f32(codes, first + b * 16, out, b * 32, F16[s1[pos, r, b]], F16[s2[pos, r, b]])
 
 
 def _decode_q4_0(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out):
-    first = (pos * codes.shape[1] + r) * codes.shape[2] * 16
+    first = _row_start(codes, pos, r)
     for b in range(codes.shape[2]):
         d = F16[s1[pos, r, b]]
         nibbles_to_f32(codes, first + b * 16, out, b * 32, d, np.float32(-8.0) * d)
