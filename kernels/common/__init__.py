@@ -3,5 +3,6 @@
     numba_f16.py     IEEE half bits <-> float32 inside numba kernels
     numba_exp.py     a float32 exp LLVM vectorizes, for the softmax of the numba attention kernels
     numba_vectors.py explicit-SIMD decoders of packed codes (int8, nibbles, bit planes) as numba intrinsics
+    numba_int_dots.py explicit-SIMD int8 dot products of q4 / q8_0 weight blocks (VNNI where the CPU has it)
     cuda_device.py   a tensor as numba-cuda sees it; per-block memory limits
 """

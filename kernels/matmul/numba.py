@@ -6,8 +6,9 @@
                the rotated domain, after rotating each activation group once
                (x_rot = FWHT(signs * x), what the format applies to a weight group before coding
                it; the rotation is orthonormal and symmetric, so x . w = x_rot . w_rot).
-    int8_dot   q8_0, q4_0, q4_1: activations quantized to q8_0 blocks plus block sums, integer
-               dot products per block (matmul/numba_int8.py).
+    int8_dot   q8_0, q4_0, q4_1: activations quantized to q8_0 blocks, exact integer dot products
+               of 64 weight bytes a step (AVX512-VNNI's vpdpbusd where the CPU has it;
+               matmul/numba_int8.py, kernels/common/numba_int_dots.py).
 
 turbo4 (the QJL residual sketch) and the TCQ formats run through torch's dequant_matmul only.
 Kernels: matmul/numba_fma.py and matmul/numba_int8.py.
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from quantbench.kernels.codecs.blocks_numba import f16_table, half_bits
+from quantbench.kernels.common.numba_int_dots import layout_of
 from quantbench.kernels.errors import FormatError
 from quantbench.kernels.formats.base import Packed
 from quantbench.kernels.formats.rotation import fwht
@@ -34,7 +36,12 @@ from quantbench.kernels.matmul.numba_fma import (
     tiled_q8_0,
     tiled_turbo,
 )
-from quantbench.kernels.matmul.numba_int8 import int8_q4, int8_q8_0, quantize_activations, quantize_activations_parallel
+from quantbench.kernels.matmul.numba_int8 import (
+    arrange_steps,
+    int8_blocks,
+    quantize_activations,
+    quantize_activations_parallel,
+)
 from quantbench.kernels.matmul.spec import QuantizedActivations, packed_weights
 from quantbench.kernels.registry import variant
 
@@ -44,6 +51,7 @@ SUPPORTED = {"fused_fma": BLOCK_FORMATS + TURBO_FORMATS, "int8_dot": BLOCK_FORMA
 GEMV_MAX_ROWS = 4
 SPREAD = spread_table()
 Q4_OFFSET = {"q4_0": np.int32(8), "q4_1": np.int32(0)}
+CODE_OFFSET = {**Q4_OFFSET, "q8_0": np.int32(128)}  # what int8_dot's unsigned weight codes carry
 
 
 def check_supported(fmt, variant_name: str) -> None:
@@ -126,13 +134,16 @@ class NumbaMatmul:
         a_bits = np.empty((m, nb), np.uint16)
         aq = np.empty((m, nb, 32), np.int8)
         ad = np.empty((m, nb), np.float32)
-        asum = np.empty((m, nb), np.int32)
         quantize = quantize_activations if m <= GEMV_MAX_ROWS else quantize_activations_parallel
-        quantize(x.numpy().reshape(m, nb, 32), a_bits, aq, self.table, ad, asum, 32)
-        if self.fmt.name == "q8_0":
-            int8_q8_0(aq, ad, self.d_bits, self.qs, self.table, out, 32)
-        else:
-            int8_q4(aq, ad, asum, self.d_bits, self.m_bits, self.qs, self.table, out, 16, Q4_OFFSET[self.fmt.name])
+        quantize(x.numpy().reshape(m, nb, 32), a_bits, aq, self.table, ad, 32)
+        layout = layout_of(self.qs.dtype)
+        steps = -(-nb // layout.blocks)
+        xq = np.empty((m, steps, layout.activation_bytes), np.int8)
+        xbias = np.empty((m, steps, 16), np.int32)
+        xscale = np.empty((m, steps, 16), np.float32)
+        xmin = np.empty((m, steps if self.m_bits.shape[0] else 0, 16), np.float32)
+        arrange_steps(aq, ad, layout.nibbles, CODE_OFFSET[self.fmt.name], xq, xbias, xscale, xmin)
+        int8_blocks(xq, xbias, xscale, xmin, self.d_bits, self.m_bits, self.qs, out)
         return out
 
 
@@ -176,7 +187,8 @@ def _factory(variant_name: str):
 
     factory.__doc__ = {
         "fused_fma": "decode in registers (GEMV) or into an L1 tile (more rows), float FMAs; turbo: rotate x once",
-        "int8_dot": "x quantized to q8_0 blocks + sums, exact int32 block dots, one float product per block",
+        "int8_dot": "x quantized to q8_0 blocks, exact int32 byte dots (VNNI where the CPU has it), "
+                    "one float product per lane and step",
     }[variant_name]
     return factory
 
