@@ -7,11 +7,20 @@ from quantbench.kernels.common.numba_exp import UNDERFLOW, exp_shifted
 
 
 @njit
+def _exp_at(x, at, count, shift, out):
+    return exp_shifted(x, at, count, shift, out)
+
+
 def _run(x, shift):
-    exponent = np.empty(x.shape[0], np.int32)
-    out = np.empty(x.shape[0], np.float32)
-    total = exp_shifted(x, x.shape[0], shift, exponent, exponent.view(np.float32), out)
-    return out, total
+    """exp_shifted over x, padded to whole vectors with values that must come out 0, from offset 3."""
+    count = -(-x.shape[0] // 16) * 16
+    padded = np.full(count + 5, -np.inf, np.float32)
+    padded[3:3 + x.shape[0]] = x
+    out = np.full(count + 5, 7.0, np.float32)
+    total = _exp_at(padded, 3, count, shift, out)
+    assert (out[:3] == 7.0).all() and (out[3 + count:] == 7.0).all(), "wrote outside [at, at + count)"
+    assert (out[3 + x.shape[0]:3 + count] == 0.0).all()
+    return out[3:3 + x.shape[0]], total
 
 
 def test_exp_shifted_is_within_two_ulps_and_sums_its_values():
@@ -29,3 +38,10 @@ def test_exp_shifted_is_zero_below_the_underflow_and_for_masked_scores():
     x = np.array([UNDERFLOW - 1, -1000.0, -np.inf, 0.0], np.float32)
     out, total = _run(x, np.float32(0.0))
     assert out.tolist() == [0.0, 0.0, 0.0, 1.0] and total == 1.0
+
+
+def test_exp_shifted_works_in_place():
+    x = np.linspace(-3, 0, 32).astype(np.float32)
+    want = np.exp(x.astype(np.float64))
+    total = _exp_at(x, 0, 32, np.float32(0.0), x)
+    assert np.allclose(x, want, rtol=3e-7) and abs(total - want.sum()) <= 1e-5 * want.sum()

@@ -24,15 +24,15 @@ def _nibbles(src, off, dst, dst_off, scale, shift):
 
 
 @njit
-def _planes(src, off, stride, levels, scale, dst, dst_off, bits):
+def _planes(src, off, stride, levels, scale, dst, dst_off, bits, count=16):
     if bits == 1:
-        planes_to_f32(src, off, stride, 1, levels, scale, dst, dst_off)
+        planes_to_f32(src, off, stride, 1, levels, scale, dst, dst_off, count)
     elif bits == 2:
-        planes_to_f32(src, off, stride, 2, levels, scale, dst, dst_off)
+        planes_to_f32(src, off, stride, 2, levels, scale, dst, dst_off, count)
     elif bits == 3:
-        planes_to_f32(src, off, stride, 3, levels, scale, dst, dst_off)
+        planes_to_f32(src, off, stride, 3, levels, scale, dst, dst_off, count)
     else:
-        planes_to_f32(src, off, stride, 4, levels, scale, dst, dst_off)
+        planes_to_f32(src, off, stride, 4, levels, scale, dst, dst_off, count)
 
 
 def test_int8_to_f32_scales_32_signed_bytes_at_unaligned_offsets():
@@ -52,16 +52,19 @@ def test_nibbles_to_f32_writes_low_nibbles_then_high_ones():
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-def test_planes_to_f32_picks_each_codes_level_from_its_bit_planes(bits):
-    stride, off = 6, 11  # plane k's 16-bit word at src[off + k * stride], little-endian
-    dst = np.full(20, np.nan, np.float32)
-    _planes(SRC, off, stride, LEVELS, np.float32(1.25), dst, 2, bits)
-    codes = np.zeros(16, np.int64)
-    for k in range(bits):
-        word = int(SRC[off + k * stride]) | int(SRC[off + k * stride + 1]) << 8
-        codes |= ((word >> np.arange(16)) & 1) << k
-    np.testing.assert_array_equal(dst[2:18], np.float32(1.25) * LEVELS[codes])
-    assert np.isnan(dst[:2]).all() and np.isnan(dst[18:]).all()
+@pytest.mark.parametrize("count", [16, 48])
+def test_planes_to_f32_picks_each_codes_level_from_its_bit_planes(bits, count):
+    stride, off = 10, 11  # chunk c's plane k: the 16-bit word at src[off + 2 c + k * stride], little-endian
+    dst = np.full(count + 4, np.nan, np.float32)
+    _planes(SRC, off, stride, LEVELS, np.float32(1.25), dst, 2, bits, count)
+    codes = np.zeros(count, np.int64)
+    for j in range(count):
+        for k in range(bits):
+            at = off + 2 * (j // 16) + k * stride
+            word = int(SRC[at]) | int(SRC[at + 1]) << 8
+            codes[j] |= ((word >> (j % 16)) & 1) << k
+    np.testing.assert_array_equal(dst[2:2 + count], np.float32(1.25) * LEVELS[codes])
+    assert np.isnan(dst[:2]).all() and np.isnan(dst[2 + count:]).all()
 
 
 def test_the_decoders_name_a_wrong_array_or_a_bits_count_not_known_at_compile_time():
@@ -73,7 +76,7 @@ def test_the_decoders_name_a_wrong_array_or_a_bits_count_not_known_at_compile_ti
 
     @njit
     def runtime_bits(bits):
-        planes_to_f32(SRC, 0, 2, bits, LEVELS, np.float32(1.0), dst, 0)
+        planes_to_f32(SRC, 0, 2, bits, LEVELS, np.float32(1.0), dst, 0, 16)
 
     with pytest.raises(TypingError, match="bits must be a constant 1..4"):
         runtime_bits(3)
