@@ -6,6 +6,7 @@
       checks.py          tolerances and output checks shared by the op specs
       row_cases.py       seeded row inputs shared by the row-wise ops
       storage.py         the results and cache folders, atomic writes
+      numba_cache.py     drops numba's cached kernels when any source here changed (run on import)
       errors.py          UserError, FormatError
       formats/           the formats (encode, decode, bits, layout) and their math: rotation,
                          Lloyd-Max, trellis (+ its numba search and table training)
@@ -23,3 +24,7 @@ module per backend (`torch.py`, `numba.py`, `triton.py` with its device code in 
 their factories, so registering never fails on a machine without them. Nothing here imports
 `quantbench.harness`.
 """
+
+from quantbench.kernels.numba_cache import drop_stale_caches
+
+drop_stale_caches()

@@ -36,3 +36,26 @@ def test_attention_kernels_load_from_the_disk_cache_in_a_new_process(tmp_path):
     first, second = runs
     assert all(misses > 0 for _, _, misses in first), first  # compiled, into an empty cache
     assert all(hits > 0 and misses == 0 for _, hits, misses in second), second
+
+
+def test_cached_kernels_are_dropped_when_a_source_of_the_package_changes(tmp_path):
+    from quantbench.kernels.numba_cache import _cache_dir, drop_stale_caches
+
+    root = tmp_path / "pkg"
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "sub" / "kernel.py").write_text("X = 1\n")
+
+    def fake_caches():
+        folder = _cache_dir(root / "sub" / "kernel.py")
+        made = [folder / "kernel.f-1.py311.nbi", folder / "kernel.f-1.py311.1.nbc"]
+        for path in made:
+            path.write_bytes(b"stale")
+        return made
+
+    first = fake_caches()
+    assert drop_stale_caches(root) and not any(p.exists() for p in first)  # never stamped: dropped
+    kept = fake_caches()
+    assert not drop_stale_caches(root) and all(p.exists() for p in kept)  # same sources: kept
+    (root / "sub" / "kernel.py").write_text("X = 2\n")
+    assert drop_stale_caches(root) and not any(p.exists() for p in kept)  # an edit anywhere: dropped

@@ -32,7 +32,7 @@ from quantbench.kernels.formats.rotated_blocks import RotatedBlockFormat
 from quantbench.kernels.formats.rotation import fwht, random_signs
 from quantbench.kernels.formats.turbo import TurboFormat, qjl_matrix, qjl_scale
 
-KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_TURBO = range(4)
+KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_TURBO, KIND_TCQ = range(5)  # KIND_TCQ: kernels/attention/tcq_numba.py
 BLOCK_KINDS = {Q8_0: KIND_Q8_0, Q4_0: KIND_Q4_0, Q4_1: KIND_Q4_1}  # block layout -> kernel kind
 
 

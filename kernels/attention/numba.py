@@ -34,6 +34,7 @@ import torch
 from numba import njit, prange
 
 from quantbench.kernels.attention.layout import (
+    KIND_TCQ,
     KIND_TURBO,
     is_native,
     native_plan,
@@ -280,15 +281,16 @@ class NativeCache:
     query token i sees positions 0 .. limits[i]-1. Build it once per cache and query shape;
     `prefix` views its first positions for another query shape at no copy (the model's cache)."""
 
-    def __init__(self, fmt, pk, pv, limits):
+    def __init__(self, fmt, pk, pv, limits, plan=None):
+        """plan: how the kernels read the format (default layout.native_plan; tcq_numba.TcqPlan)."""
         if tuple(pv.shape) != tuple(pk.shape):
             raise ValueError(f"native attention: K {tuple(pk.shape)} and V {tuple(pv.shape)} differ in shape")
-        plan = native_plan(fmt, pk.shape[-1])
+        plan = plan or native_plan(fmt, pk.shape[-1])
         self._setup(plan, plan.rows(pk), plan.rows(pv), tuple(pk.shape), limits)
 
     def prefix(self, length: int, limits) -> NativeCache:
         """Positions 0..length-1 read by queries with these limits (views of the same rows)."""
-        view = object.__new__(NativeCache)
+        view = object.__new__(type(self))
         view._setup(self.plan, tuple(a[:length] for a in self.k), tuple(a[:length] for a in self.v),
                     (length, *self.shape[1:]), limits)
         return view
@@ -304,7 +306,7 @@ class NativeCache:
         self.splits = -(-ctx // self.split)
         p = plan
         self.consts = (p.dim, p.code_group or 32, padded_levels(p.codebook), qjl_coefficient(p))
-        self.format_key = (p.kind, p.bits if p.kind == KIND_TURBO else 0)  # what the kernels specialize on
+        self.format_key = (p.kind, p.bits if p.kind in (KIND_TURBO, KIND_TCQ) else 0)  # what the kernels specialize on
 
     def queries(self, q: torch.Tensor) -> np.ndarray:
         b, h, n, _ = q.shape

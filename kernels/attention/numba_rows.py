@@ -18,16 +18,17 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from quantbench.kernels.attention.layout import KIND_Q4_1, KIND_Q8_0, KIND_TURBO
+from quantbench.kernels.attention.layout import KIND_Q4_1, KIND_Q8_0, KIND_TCQ, KIND_TURBO
 from quantbench.kernels.common.numba_f16 import f16_table
-from quantbench.kernels.common.numba_vectors import int8_to_f32, nibbles_to_f32, planes_to_f32
+from quantbench.kernels.common.numba_vectors import int8_to_f32, nibbles_to_f32, planes_to_f32, trellis_to_f32
 
 F16 = f16_table()  # a module-level array: numba compiles it in as a constant
 
 
 def padded_levels(codebook: np.ndarray) -> np.ndarray:
-    """A codebook as the 16 float32 levels decode_row reads (zeros past its end: no code reaches them)."""
-    out = np.zeros(16, np.float32)
+    """A codebook as the float32 levels decode_row reads: at least 16 (zeros past its end: no code
+    reaches them); a trellis table of 2^L levels as it is."""
+    out = np.zeros(max(16, codebook.size), np.float32)
     out[:codebook.size] = codebook
     return out
 
@@ -52,7 +53,7 @@ def row_decoder(kind: int, bits: int):
     over a compiled function gets a new cache key in every process, and numba's disk cache missed."""
     if kind == KIND_TURBO:
         return _decode_turbo
-    return {KIND_Q8_0: _decode_q8_0, KIND_Q4_1: _decode_q4_1}.get(kind, _decode_q4_0)
+    return {KIND_Q8_0: _decode_q8_0, KIND_Q4_1: _decode_q4_1, KIND_TCQ: _decode_tcq}.get(kind, _decode_q4_0)
 
 
 @njit(cache=True, inline="always")
@@ -95,3 +96,17 @@ def _decode_q4_0(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_
     for b in range(codes.shape[2]):
         d = F16[s1[pos, r, b]]
         nibbles_to_f32(codes, first + b * 16, out, at + b * 32, d, np.float32(-8.0) * d)
+
+
+def _decode_tcq(kind, bits, codes, extra, s1, s2, pos, r, dim, cg, levels, qjl_coef, out, at):
+    """Trellis (turbo*_tcq): per group of cg values a bit stream of bits (k) bits a value, read by an
+    L-bit shift register (levels holds its 2^L states' levels, L <= 24) that starts as the stream's
+    last L bits (the tail-biting wrap); level x norm, in the rotated domain (trellis_to_f32)."""
+    mask = levels.shape[0] - 1
+    last = codes.shape[3] - 1
+    first = _row_start(codes, pos, r)
+    for grp in range(dim // cg):
+        wrap = (np.int64(codes[pos, r, grp, last - 2]) << 16) | (np.int64(codes[pos, r, grp, last - 1]) << 8) | \
+            codes[pos, r, grp, last]  # the stream's last 24 bits
+        trellis_to_f32(codes, first + grp * codes.shape[3], bits, wrap, levels, mask, F16[s1[pos, r, grp]], out,
+                       at + grp * cg, cg)

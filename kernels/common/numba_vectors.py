@@ -148,3 +148,67 @@ def planes_to_f32(typingctx, src, src_off, plane_stride, bits, levels, scale, ds
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def trellis_to_f32(typingctx, src, src_off, bits, window, levels, mask, scale, dst, dst_off, count):
+    """dst[dst_off + j] = scale * levels[state_j] for j < count (a multiple of 8): a trellis code
+    group's values. state_j is the shift register after value j: the low L bits (mask = 2^L - 1) of
+    the bit stream at src[src_off:] (bits bits a value, most significant first) up to value j's
+    bits, `window` holding the stream's bits before the first value (the tail-biting wrap). As no
+    state depends on the one before it, 8 come out of one vector shift of a 64-bit window and one
+    gather of their levels (levels: float32, 2^L entries); bits (1..4) must be a compile-time
+    constant, L + 8 bits at most 64."""
+    _check_arrays(src, dst)
+    if not isinstance(bits, types.IntegerLiteral) or not 1 <= bits.literal_value <= 4:
+        raise TypingError(f"trellis_to_f32: bits must be a constant 1..4, not {bits}")
+    if not (isinstance(levels, types.Array) and levels.dtype == types.float32 and levels.ndim == 1):
+        raise TypingError(f"trellis_to_f32: levels must be a 1-d float32 array, not {levels}")
+    k = bits.literal_value
+    sig = types.void(src, src_off, bits, types.int64, levels, types.int64, types.float32, dst, dst_off, types.int64)
+    longs = ir.VectorType(_I64, 8)
+    eight = ir.VectorType(_F32, 8)
+
+    def codegen(context, builder, signature, args):
+        s, so, _, w0, lv, m, sc, d, do, n = args
+        src_ptr = _element_ptr(context, builder, signature.args[0], s, so)
+        dst_ptr = _element_ptr(context, builder, signature.args[7], d, do)
+        levels_ptr = context.make_array(signature.args[4])(context, builder, lv).data
+        window = cgutils.alloca_once_value(builder, w0)
+        base = builder.shuffle_vector(
+            builder.insert_element(ir.Constant(longs, ir.Undefined), builder.ptrtoint(levels_ptr, _I64),
+                                   ir.Constant(_I32, 0)),
+            ir.Constant(longs, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+        mask_v = builder.shuffle_vector(builder.insert_element(ir.Constant(longs, ir.Undefined), m,
+                                                               ir.Constant(_I32, 0)),
+                                        ir.Constant(longs, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+        shifts = ir.Constant(longs, [k * (7 - i) for i in range(8)])
+        scale8 = builder.shuffle_vector(builder.insert_element(ir.Constant(eight, ir.Undefined), sc,
+                                                               ir.Constant(_I32, 0)),
+                                        ir.Constant(eight, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+        gather = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(eight, [ir.VectorType(_F32.as_pointer(), 8), _I32,
+                                                    ir.VectorType(ir.IntType(1), 8), eight]),
+            "llvm.masked.gather.v8f32.v8p0")
+        with cgutils.for_range(builder, builder.udiv(n, ir.Constant(_I64, 8))) as loop:
+            w = builder.load(window)
+            for b in range(k):  # the next k bytes: 8 values' bits
+                byte = builder.load(builder.gep(src_ptr, [builder.add(builder.mul(loop.index, ir.Constant(_I64, k)),
+                                                                       ir.Constant(_I64, b))]))
+                w = builder.or_(builder.shl(w, ir.Constant(_I64, 8)), builder.zext(byte, _I64))
+            builder.store(w, window)
+            splat = builder.shuffle_vector(builder.insert_element(ir.Constant(longs, ir.Undefined), w,
+                                                                  ir.Constant(_I32, 0)),
+                                           ir.Constant(longs, ir.Undefined),
+                                           ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+            states = builder.and_(builder.lshr(splat, shifts), mask_v)
+            pointers = builder.inttoptr(builder.add(base, builder.shl(states, ir.Constant(longs, [2] * 8))),
+                                        ir.VectorType(_F32.as_pointer(), 8))
+            values = builder.call(gather, [pointers, ir.Constant(_I32, 4), ir.Constant(ir.VectorType(ir.IntType(1), 8),
+                                                                                         [1] * 8),
+                                           ir.Constant(eight, ir.Undefined)])
+            target = builder.gep(dst_ptr, [builder.mul(loop.index, ir.Constant(_I64, 8))])
+            builder.store(builder.fmul(values, scale8), builder.bitcast(target, eight.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -10,6 +10,7 @@ from numba import njit, prange
 
 from quantbench.kernels.errors import FormatError
 from quantbench.kernels.formats.trellis import ENCODERS, Trellis
+from quantbench.kernels.formats.trellis_vectors import viterbi_step
 
 TASKS = 64  # prange tasks per call: each allocates its scratch once and takes every TASKS-th group
 
@@ -56,8 +57,12 @@ def _viterbi(x, table, k, L, overlap, back, cost, best, out):
         cost[s] = 0.0 if (overlap < 0 or s == overlap) else np.inf
     cost_kp, cost_pk, table_pk = cost.reshape((K, P)), cost.reshape((P, K)), table.reshape((P, K))
     for t in range(T):
+        if L == 9 and k == 3:  # the shipped formats' trellises: the explicit-SIMD step
+            viterbi_step(cost, table, x[t], back, t, 9, 3)
+        elif L == 9 and k == 2:
+            viterbi_step(cost, table, x[t], back, t, 9, 2)
         # a literal branch count lets LLVM unroll and vectorize the inner loops (2x at L = 9)
-        if k == 2:
+        elif k == 2:
             _step(x[t], table_pk, cost_kp, cost_pk, best, back[t], P, 4)
         elif k == 3:
             _step(x[t], table_pk, cost_kp, cost_pk, best, back[t], P, 8)
