@@ -63,9 +63,10 @@ def test_fallback_to_dequant_sdpa(model, kv, attn):
     assert torch.equal(model.logits(TOKENS[:, :12], kv=kv, attn=attn), want)
 
 
-@pytest.mark.parametrize(("kv", "decode_backend"), [("q8_0", "dequant_sdpa"), ("q4_0_rot", "native"),
-                                                    ("turbo3", "native"), ("turbo2_tcq", "native")])
-def test_auto_runs_native_for_decode_on_rotated_formats_only(model, kv, decode_backend):
+@pytest.mark.parametrize(("kv", "decode_backend"), [("q8_0", "native"), ("q4_0_rot", "native"),
+                                                    ("turbo3", "native"), ("turbo2_tcq", "native"),
+                                                    ("fp8_e4m3", "dequant_sdpa")])
+def test_auto_runs_native_for_decode_steps_and_dequant_sdpa_for_prefill(model, kv, decode_backend):
     cache = model.new_cache(1, 16, kv, "dequant_sdpa")
     model.forward(TOKENS[:, :12], cache, 0)
     k_store, v_store = cache.layers[1]

@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                         "'none' is the unquantized cache); default f16")
     p.add_argument("--attn", default="auto",
                    help=f"attention backends, comma-separated ({', '.join(attention_names())}); default auto: "
-                        "native for decode steps on rotated formats, dequant_sdpa otherwise")
+                        "native for decode steps (where a kernel reads the store), dequant_sdpa for prefill")
     p.add_argument("-p", "--n-prompt", default="512", help="prompt tokens (comma list; 0 skips prefill); default 512")
     p.add_argument("-n", "--n-gen", default="128", help="generated tokens (comma list; 0 skips decode); default 128")
     p.add_argument("-d", "--depth", default="0", help="context depth before the test (comma list); default 0")
