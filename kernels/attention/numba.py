@@ -7,13 +7,15 @@ R = batch * kv_heads and Q = group * n: the query heads sharing a KV head read i
 
 native: the context is cut into splits and the rows into groups of up to ROW_GROUP; prange runs
 over (row group, split), and each task reads every row of its group at its positions: the rows
-(KV heads) of a position lie together in the cache. A task walks its split in tiles
-of TILE positions: the tile's key rows decoded into a [row, position, W] buffer and scored by
-every query sharing the row, 16 positions at a time (kernels/common/numba_row_math.py), one
-online-softmax rescale per row, query and tile (the tile's max and exponentials in vector IR:
-numba_row_math.lanes_max, kernels/common/numba_exp.py), then the tile's value rows decoded into
-the same buffer and added, weighted, into an accumulator per row and query. The partial (max, sum, accumulator)
-triples are merged exactly afterwards (flash-decoding: out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s).
+(KV heads) of a position lie together in the cache. A task walks its split in tiles of TILE
+positions: the tile's key rows decoded into a [row, position, W] buffer and scored by every query
+sharing the row, 16 positions at a time (kernels/common/numba_row_math.py), one online-softmax
+rescale per row, query and tile (the tile's max and exponentials in vector IR:
+numba_row_math.lanes_max, kernels/common/numba_exp.py), then the tile's value rows decoded into the
+same buffer and added, weighted, into an accumulator per row and query. The partial (max, sum,
+accumulator) triples are merged exactly afterwards (flash-decoding:
+out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s). The TCQ formats run the same kernels through
+kernels/attention/tcq_numba.TcqPlan.
 
 sparse_v: two passes. Scores of every position go to a [R, Q, ctx] buffer with each split's max and
 exp-sum; merged, they give every query's exact softmax normalizer. The value pass then computes
