@@ -93,7 +93,8 @@ def flash_partials(kind: int, bits: int):
 # the three rows in one task. Groups of ROW_GROUP bound the task's accumulators at many rows (batch).
 # Tiles of decoded rows and 16-row dot products and updates (tile_dots, tile_axpy) in place of a
 # dot product and an update per row, with the exponentials and the tile's max in vector IR: q8_0 at
-# 32K, 2 threads on a 2-core Xeon with AVX-512, 2.57 -> 1.3 ms a call; turbo3 3.05 -> 2.3 ms.
+# 32K, 2 threads on a 2-core Xeon with AVX-512, 2.57 -> 1.23 ms a call; turbo3 3.05 -> 1.91 ms
+# (results/97db846de0e9.jsonl; torch's f32 SDPA 2.5-2.7 ms).
 @njit(fastmath=FASTMATH, cache=True)
 def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
                 split, m_out, l_out, acc_out):
