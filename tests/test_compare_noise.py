@@ -3,9 +3,10 @@ compare takes as replicates the runs of a row on each side (the same command run
 to the same file), else its round medians, and calls nothing a regression inside the spread the
 replicates showed; metrics derived from the copy bandwidth of the same run are not gated unless
 asked for. Checked on real runs under a bursty background load: 20 A/A comparisons of 4 runs a
-side find no regression, and a 2x slowdown is still caught. (One run a side is not enough on this
-kind of machine: whole runs differ by 30-50% for torch kernels, and numba's parallel kernels switch
-between microseconds and ~8 ms a call while the OpenMP workers' vCPU wakes; see the README.)"""
+side raise false alarms at no more than the test's alpha, and a 2x slowdown is still caught. (One
+run a side is not enough on this kind of machine: whole runs differ by 30-50% for torch kernels,
+and numba's parallel kernels switch between microseconds and ~8 ms a call while the OpenMP
+workers' vCPU wakes; see the README.)"""
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ from quantbench.kernels.registry import Case, Variant
 
 CONFIG = TimingConfig(budget_s=0.02, rounds=5, warmup=1)
 RUNS = 4  # per side: 4 against 4 is the fewest runs for which Mann-Whitney can reach p < 0.05
+ALPHA = 0.05  # compare's default significance level
 SLOWDOWN_RUNS = 6  # 4 against 4 reaches p < 0.05 only when every run separates; 6 survives one outlier run
 # another job on the machine: busy 10 ms, idle 10 ms, shorter than a run, so that the rounds of one
 # run see it as they would a busy machine; load that changes more slowly than a run is what
@@ -63,15 +65,19 @@ def test_a_a_comparisons_under_load_find_no_regression_and_a_2x_slowdown_is_caug
     outcomes = []
     for i in range(20):
         a, b = tmp_path / f"a{i}.jsonl", tmp_path / f"b{i}.jsonl"
-        for _ in range(RUNS):  # the two sides' runs alternate, as a gate alternates base and new
-            one_run(a, pairs)
-            one_run(b, pairs)
+        for run in range(RUNS):  # the sides alternate, A B B A ...: neither is always the first run after a pause
+            for side in ((a, b) if run % 2 == 0 else (b, a)):
+                one_run(side, pairs)
         c = compare.compare(compare.load_side(str(a)), compare.load_side(str(b)))
         outcomes += [(i, r.op, r.metric, r.test, r.outcome) for r in c.rows]
     assert {o[3] for o in outcomes} == {"mann-whitney (runs)"}
     assert {o[2] for o in outcomes} == {"time"}  # gbps and pct_peak are not gated by default
-    regressions = [o for o in outcomes if o[-1] in ("regressed", "improved")]
-    assert not regressions, regressions
+    # Each row is a test at alpha = 0.05 with the runs' spread as a floor on top: under the null a
+    # 4-4 Mann-Whitney separates fully 2.9% of the time, so a rare false alarm among the ~60 rows is
+    # the gate working as documented (CI saw one in 2026-12); a gate that ignored the noise floor or
+    # tested the round samples as replicates raises many. The rate must stay below alpha.
+    alarms = [o for o in outcomes if o[-1] in ("regressed", "improved")]
+    assert len(alarms) <= ALPHA * len(outcomes), (len(outcomes), alarms)
 
     slow = tmp_path / "slow.jsonl"
     base = tmp_path / "base.jsonl"
