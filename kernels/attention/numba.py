@@ -115,10 +115,7 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
         count = min(hi, t0 + TILE) - t0
         if count < TILE:  # the last tile: the rows past its end weigh 0 and must hold finite values
             tile[:] = 0.0
-        for t in range(count):
-            for r in range(rows):
-                decode_row(kind, bits, kc, ke, ks1, ks2, t0 + t, r0 + r, dim, cg, levels, qjl_coef, tile,
-                           (r * TILE + t) * W)
+        _decode_tile(kind, bits, kc, ke, ks1, ks2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
         for r in range(rows):
             for qi in range(Q):
                 at = (r * Q + qi) * TILE
@@ -137,10 +134,7 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
                         acc[i] *= alpha
                     m[r, qi] = top
                 l[r, qi] += exp_shifted(scores, at, TILE, top, scores)
-        for t in range(count):
-            for r in range(rows):
-                decode_row(kind, bits, vc, ve, vs1, vs2, t0 + t, r0 + r, dim, cg, levels, qjl_coef, tile,
-                           (r * TILE + t) * W)
+        _decode_tile(kind, bits, vc, ve, vs1, vs2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
         for r in range(rows):
             for qi in range(Q):
                 if m[r, qi] != -np.inf:
@@ -153,6 +147,15 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
             l_out[r0 + r, sp, qi] = l[r, qi]
             for i in range(W):
                 acc_out[r0 + r, sp, qi, i] = acc[(r * Q + qi) * W + i]
+
+
+@njit(cache=True)
+def _decode_tile(kind, bits, codes, extra, s1, s2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W):
+    """Positions t0 .. t0+count-1 of rows r0 .. r0+rows-1 into the flat [row, TILE, W] tile buffer."""
+    for t in range(count):
+        for r in range(rows):
+            decode_row(kind, bits, codes, extra, s1, s2, t0 + t, r0 + r, dim, cg, levels, qjl_coef, tile,
+                       (r * TILE + t) * W)
 
 
 @njit(parallel=True, cache=True)

@@ -33,6 +33,13 @@ def _check_arrays(src, dst):
         raise TypingError(f"numba_vectors: the destination must be a C-contiguous float32 array, not {dst}")
 
 
+def _check_bits_and_levels(name, bits, levels):
+    if not isinstance(bits, types.IntegerLiteral) or not 1 <= bits.literal_value <= 4:
+        raise TypingError(f"{name}: bits must be a constant 1..4, not {bits}")
+    if not (isinstance(levels, types.Array) and levels.dtype == types.float32 and levels.ndim == 1):
+        raise TypingError(f"{name}: levels must be a 1-d float32 array, not {levels}")
+
+
 def _element_ptr(context, builder, array_type, array, offset):
     return builder.gep(context.make_array(array_type)(context, builder, array).data, [offset])
 
@@ -120,10 +127,7 @@ def planes_to_f32(typingctx, src, src_off, plane_stride, bits, levels, scale, ds
     levels indexed by the lanes' codes (built from the masks: vpmovm2d, a shift, two masked ors) was
     slower on a Xeon with AVX-512: a turbo3 row (64 values) took 14.5 ns against 9.4 with the tree."""
     _check_arrays(src, dst)
-    if not isinstance(bits, types.IntegerLiteral) or not 1 <= bits.literal_value <= 4:
-        raise TypingError(f"planes_to_f32: bits must be a constant 1..4, not {bits}")
-    if not (isinstance(levels, types.Array) and levels.dtype == types.float32 and levels.ndim == 1):
-        raise TypingError(f"planes_to_f32: levels must be a 1-d float32 array, not {levels}")
+    _check_bits_and_levels("planes_to_f32", bits, levels)
     depth = bits.literal_value
     sig = types.void(src, src_off, plane_stride, bits, levels, types.float32, dst, dst_off, types.int64)
 
@@ -160,10 +164,7 @@ def trellis_to_f32(typingctx, src, src_off, bits, window, levels, mask, scale, d
     gather of their levels (levels: float32, 2^L entries); bits (1..4) must be a compile-time
     constant, L + 8 bits at most 64."""
     _check_arrays(src, dst)
-    if not isinstance(bits, types.IntegerLiteral) or not 1 <= bits.literal_value <= 4:
-        raise TypingError(f"trellis_to_f32: bits must be a constant 1..4, not {bits}")
-    if not (isinstance(levels, types.Array) and levels.dtype == types.float32 and levels.ndim == 1):
-        raise TypingError(f"trellis_to_f32: levels must be a 1-d float32 array, not {levels}")
+    _check_bits_and_levels("trellis_to_f32", bits, levels)
     k = bits.literal_value
     sig = types.void(src, src_off, bits, types.int64, levels, types.int64, types.float32, dst, dst_off, types.int64)
     longs = ir.VectorType(_I64, 8)
