@@ -11,7 +11,8 @@ from quantbench.kernels.codecs.cache_codecs import PARALLEL_MIN_ROWS, fast_codec
 from quantbench.kernels.formats import FormatError
 
 DIM = 64
-OPTIONED = ["q4_0_rot:signs=0", "turbo3:group=32", "turbo3:rotate=0", "turbo2:norm_correction=0", "q8_0_rot:group=32"]
+OPTIONED = ["q4_0_rot:signs=0", "turbo3:group=32", "turbo3:rotate=0", "turbo2:norm_correction=0", "q8_0_rot:group=32",
+            "turbo3_tcq:encoder=greedy", "turbo2_tcq:norm_correction=0"]
 
 
 def _served() -> list[str]:
@@ -65,7 +66,7 @@ def test_fast_codec_matches_on_all_threads(spec):
     assert torch.equal(fast.read(120, torch.float32), reference.read(120, torch.float32))
 
 
-@pytest.mark.parametrize("spec", ["q8_0", "turbo3"])
+@pytest.mark.parametrize("spec", ["q8_0", "turbo3", "turbo3_tcq"])
 def test_fast_codec_refuses_an_overflowing_scale_as_the_torch_code(spec):
     fast, reference = _stores(spec)
     x = torch.full((1, 1, 3, DIM), 1e9)

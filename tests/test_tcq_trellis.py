@@ -81,6 +81,20 @@ def test_numba_paths_equal_the_numpy_reference(k, L):
         assert np.array_equal(trellis.encode(x, table, t, encoder), tcq_numba.encode_paths(x, table, t, encoder))
 
 
+@pytest.mark.parametrize("k,L", [(3, 9), (2, 9), (3, 7)])
+def test_numba_paths_break_ties_as_the_numpy_reference(k, L):
+    """A table of eight distinct levels repeated, and inputs on them: equal costs everywhere, where
+    the forward pass and the recomputed traceback must both keep the first minimum."""
+    t = Trellis(k, L)
+    table = np.tile(np.linspace(-1.5, 1.5, 8, dtype=np.float32), t.n_states // 8)
+    x = table[np.random.default_rng(L + k).integers(0, 8, (12, 64))]
+    x[0] = 0.0
+    for encoder in trellis.ENCODERS:
+        assert np.array_equal(trellis.encode(x, table, t, encoder), tcq_numba.encode_paths(x, table, t, encoder))
+    free = tcq_numba.viterbi_paths(x, table, k, L, np.zeros(len(x), np.int64), False)
+    assert np.array_equal(trellis.viterbi_path(x, table, t), free)
+
+
 @pytest.mark.parametrize("k,L", [(2, 9), (3, 6)])
 def test_paths_survive_packing_and_decode_to_their_values(k, L):
     t = Trellis(k, L)
