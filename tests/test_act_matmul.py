@@ -16,17 +16,18 @@ from quantbench.kernels.matmul.torch_int_mm import int_mm_problem
 from quantbench.kernels.registry import Case, Unavailable, find_variant, get_op, variants
 
 
-def test_the_numba_activation_codes_are_the_int8_formats():
+@pytest.mark.parametrize("code_dtype", [np.float32, np.int8])  # w8a8's float codes, w4a8's int8 ones
+def test_the_numba_activation_codes_are_the_int8_formats(code_dtype):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(6, 96, generator=gen) * torch.logspace(-4, 4, 6)[:, None]
     x[0, :4] = torch.tensor([127.0, 2.5, -3.5, 0.5])  # d = 1: ties go to even
     x[1] = 0
     want_codes, want_scales = quantize_rows(x, 127)
     for quantize in (quantize_tokens, quantize_tokens_parallel):
-        codes, scales = np.empty((6, 96), np.float32), np.empty(6, np.float32)
+        codes, scales = np.empty((6, 96), code_dtype), np.empty(6, np.float32)
         quantize(x.numpy(), codes, scales)
-        assert torch.equal(torch.from_numpy(codes), want_codes.float()) and torch.equal(torch.from_numpy(scales),
-                                                                                       want_scales)
+        assert torch.equal(torch.from_numpy(codes.astype(np.float32)), want_codes.float())
+        assert torch.equal(torch.from_numpy(scales), want_scales)
     assert want_codes[0, :4].tolist() == [127, 2, -4, 0]
 
 

@@ -1,6 +1,7 @@
 """kernels/common/numba_int_dots.py: block_dots with the activations as matmul/numba_int8's
-arrange_steps lays them out, against an exact numpy sum; its generic-IR path (CPUs without
-AVX512-VNNI); its typing errors; and int8_dot end to end at shapes with a partial last step."""
+arrange_steps lays them out, against an exact numpy sum; each instruction set's path (AVX512-VNNI,
+AVX2, generic IR: those the host can run), on random and on saturating codes; its typing errors;
+and int8_dot end to end at shapes with a partial last step."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 from numba import njit
 from numba.core.errors import TypingError
+from numba.core.registry import cpu_target
 
 import quantbench.kernels.common.numba_int_dots as int_dots
 from quantbench.kernels import formats
@@ -38,9 +40,9 @@ def _weights(fmt: str, n: int, nb: int, rng):
     return qs, d, mins, codes
 
 
-def _activations(fmt: str, qs, mins, nb: int, rng):
-    aq = rng.integers(-127, 128, (1, nb, 32), dtype=np.int8)
-    ad = rng.uniform(0.5, 2.0, (1, nb)).astype(np.float32)
+def _activations(fmt: str, qs, mins, nb: int, rng, given=None):
+    aq, ad = given or (rng.integers(-127, 128, (1, nb, 32), dtype=np.int8),
+                       rng.uniform(0.5, 2.0, (1, nb)).astype(np.float32))
     layout = layout_of(qs.dtype)
     steps = -(-nb // layout.blocks)
     xq = np.empty((1, steps, layout.activation_bytes), np.int8)
@@ -76,12 +78,42 @@ def test_block_dots_match_exact_sums_with_partial_last_steps(fmt, nb):
     _check(fmt, nb, all_rows, seed=nb)
 
 
+HOST_ISA = int_dots.dot_isa(cpu_target.target_context)
+NARROWER = {"vnni": ["avx2", "generic"], "avx2": ["generic"], "generic": []}[HOST_ISA]
+
+
+def _compiled_for(isa, monkeypatch):
+    monkeypatch.setattr(int_dots, "dot_isa", lambda context: isa)
+    return njit(_all_rows)  # compiled at its first call, with the patched choice
+
+
 @pytest.mark.parametrize("fmt", ["q4_0", "q4_1", "q8_0"])
-def test_block_dots_generic_ir_matches_without_vnni(fmt, monkeypatch):
-    monkeypatch.setattr(int_dots, "has_vnni", lambda context: False)
-    generic = njit(_all_rows)  # compiled now, with the patched feature test
-    _check(fmt, 6, generic)
-    assert "vpdpbusd" not in generic.inspect_asm(generic.signatures[0])
+@pytest.mark.parametrize("isa", NARROWER)
+def test_block_dots_narrower_instruction_sets_match(fmt, isa, monkeypatch):
+    """The paths the host would not pick by itself (its own is the test above)."""
+    kernel = _compiled_for(isa, monkeypatch)
+    _check(fmt, 6, kernel)
+    asm = kernel.inspect_asm(kernel.signatures[0])
+    assert "vpdpbusd" not in asm
+    assert ("vpmaddubsw" in asm) == (isa == "avx2")
+
+
+@pytest.mark.parametrize("isa", [HOST_ISA, *NARROWER])
+def test_block_dots_are_exact_where_int16_pair_sums_would_saturate(isa, monkeypatch):
+    """q8_0 codes 127 and -128 (flipped: 255 and 0) against activations of +-127: a flipped pair's
+    products, 2 x 255 x 127, overflow vpmaddubsw's int16."""
+    n, nb = 2 * ROWS, 4
+    qs = np.full((n, nb, 32), 127, np.int8)
+    qs[1::2, :, ::3] = -128
+    d = np.ones((n, nb), np.float16)
+    aq = np.where(np.arange(32) % 4 < 2, 127, -127).astype(np.int8)[None, None].repeat(nb, 1)
+    aq[0, 1] = 127
+    ad = np.ones((1, nb), np.float32)
+    none = np.empty((0, 0), np.float16)
+    _, _, arranged = _activations("q8_0", qs, none, nb, None, (aq, ad))
+    out = np.full(n, np.nan, np.float32)
+    _compiled_for(isa, monkeypatch)(qs, d.view(np.uint16), none.view(np.uint16), *arranged, out)
+    np.testing.assert_array_equal(out, _exact(qs.astype(np.int64), d, none, aq, ad))
 
 
 def test_block_dots_reject_float_codes_and_short_row_tuples():

@@ -3,11 +3,15 @@
 `block_dots` multiplies the codes of ROWS weight rows in q4_0 / q4_1 (nibbles) or q8_0 (int8) blocks of 32
 with 8-bit activation codes, 64 weight bytes a step: four q4 blocks or two q8_0 blocks, one 512-bit load
 per row. The products are unsigned x signed byte dot products in 16 int32 lanes: AVX512-VNNI's
-`vpdpbusd`, one instruction per 64 products, where the compiling CPU has it; elsewhere the same sums in
-generic vector IR (widen, multiply, add groups of four), which LLVM lowers for the host. q8_0's signed
+`vpdpbusd`, one instruction per 64 products, where the compiling CPU has it; on AVX2, llama.cpp's pair
+`vpmaddubsw` (byte pairs to int16) and `vpmaddwd` by ones (int16 pairs to int32); elsewhere the same sums
+in generic vector IR (widen, multiply, add groups of four), which LLVM lowers for the host. q8_0's signed
 codes are made unsigned by flipping their top bit (q + 128); the activations' lane bias takes the 128
-back out, as it takes q4_0's offset 8. The sums are exact; floats appear once per lane and step, times
-the weight block's fp16 scale and the activation block's scale.
+back out, as it takes q4_0's offset 8. `vpmaddubsw` saturates its int16 pair sums, which q4's codes
+(at most 15 x 127 x 2) never reach but flipped q8_0 codes would, so on AVX2 q8_0 takes the sign trick
+instead (|q| times the activation with q's sign: at most 128 x 127 x 2) and needs no bias. The sums are
+exact; floats appear once per lane and step, times the weight block's fp16 scale and the activation
+block's scale.
 
 Per step and weight row, about 11 instructions for 128 q4 weights (a load, a shift, two ands, two
 `vpdpbusd`, an int-to-float conversion, a 4-scale load with `vcvtph2ps` and a permute, a multiply and
@@ -34,7 +38,6 @@ _F32 = ir.FloatType()
 _INTS = ir.VectorType(_I32, LANES)
 _FLOATS = ir.VectorType(_F32, LANES)
 _BYTES = ir.VectorType(_I8, STEP_BYTES)
-_VNNI = "+avx512vnni"
 
 
 class Layout:
@@ -60,17 +63,57 @@ def _require(array, dtype, ndim, what):
         raise TypingError(f"block_dots: {what} must be a C-contiguous {ndim}-d {dtype} array, not {array}")
 
 
-def has_vnni(context) -> bool:
-    """Whether the CPU numba compiles for has AVX512-VNNI (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES count)."""
-    return _VNNI in getattr(context.codegen(), "_tm_features", "").split(",")
+def dot_isa(context) -> str:
+    """The byte dot product block_dots emits for the CPU numba compiles for (NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES count): "vnni", "avx2" or "generic"."""
+    features = getattr(context.codegen(), "_tm_features", "").split(",")
+    return "vnni" if "+avx512vnni" in features else "avx2" if "+avx2" in features else "generic"
 
 
-def _byte_dots(builder, acc, unsigned, signed, vnni):
+def _x86(builder, name, result, *args):
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(result, [a.type for a in args]), name)
+    return builder.call(fn, list(args))
+
+
+def _halves(builder, vector):
+    """A 64-byte vector as its two 32-byte halves (one ymm register each)."""
+    as_bytes = builder.bitcast(vector, _BYTES)
+    return [builder.shuffle_vector(as_bytes, ir.Constant(_BYTES, ir.Undefined),
+                                   ir.Constant(ir.VectorType(_I32, 32), list(range(32 * h, 32 * h + 32))))
+            for h in range(2)]
+
+
+def _avx2_byte_dots(builder, acc, *operands):
+    """acc + vpdpbusd's sums of each (unsigned, signed) pair of operands, on AVX2: the int16 pair sums
+    of all pairs are added before one widening to int32, exact while they fit int16 (see the module
+    docstring)."""
+    pairs, quads = ir.VectorType(ir.IntType(16), 16), ir.VectorType(_I32, 8)
+    sums = []
+    for h in range(2):
+        total = None
+        for unsigned, signed in operands:
+            part = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", pairs, _halves(builder, unsigned)[h],
+                        _halves(builder, signed)[h])
+            total = part if total is None else builder.add(total, part)
+        sums.append(_x86(builder, "llvm.x86.avx2.pmadd.wd", quads, total, ir.Constant(pairs, [1] * 16)))
+    joined = builder.shuffle_vector(sums[0], sums[1], ir.Constant(_INTS, list(range(LANES))))
+    return builder.add(acc, joined)
+
+
+def _avx2_signed_dots(builder, codes, x):
+    """Per lane, the sum over its four bytes of codes * x, both signed (q8_0 weights, 8-bit
+    activations): |codes| times x with the codes' signs."""
+    x = builder.bitcast(x, _BYTES)
+    magnitude = _x86(builder, "llvm.abs.v64i8", _BYTES, codes, ir.Constant(ir.IntType(1), 0))
+    signed = builder.select(builder.icmp_signed("<", codes, ir.Constant(_BYTES, [0] * STEP_BYTES)),
+                            builder.neg(x), x)
+    return _avx2_byte_dots(builder, ir.Constant(_INTS, [0] * LANES), (magnitude, signed))
+
+
+def _byte_dots(builder, acc, unsigned, signed, isa):
     """acc + sum over each lane's four bytes of unsigned(byte) * signed(byte): vpdpbusd's sums."""
-    if vnni:
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_INTS, [_INTS] * 3),
-                                            "llvm.x86.avx512.vpdpbusd.512")
-        return builder.call(fn, [acc, unsigned, signed])
+    if isa == "vnni":
+        return _x86(builder, "llvm.x86.avx512.vpdpbusd.512", _INTS, acc, unsigned, signed)
     wide = ir.VectorType(_I32, STEP_BYTES)
     products = builder.mul(builder.zext(builder.bitcast(unsigned, _BYTES), wide),
                            builder.sext(builder.bitcast(signed, _BYTES), wide))
@@ -146,7 +189,7 @@ def block_dots(typingctx, qs, d_bits, m_bits, rows, xq, xbias, xscale, xmin):
         rows_of = {name: [_row_pointer(builder, arrays[name], r) for r in row_index] for name in ("qs", "d", "m")}
         blocks = cgutils.unpack_tuple(builder, arrays["qs"].shape)[1]
         sums = [cgutils.alloca_once_value(builder, ir.Constant(_FLOATS, [0.0] * LANES)) for _ in range(ROWS)]
-        steps = _Step(builder, layout, rows_of, arrays, sums, has_vnni(context))
+        steps = _Step(builder, layout, rows_of, arrays, sums, dot_isa(context))
         per_step = ir.Constant(_I64, layout.blocks)
         full, tail = builder.sdiv(blocks, per_step), builder.srem(blocks, per_step)
         with_min = builder.icmp_signed(">", cgutils.unpack_tuple(builder, arrays["m"].shape)[0], ir.Constant(_I64, 0))
@@ -166,8 +209,8 @@ def block_dots(typingctx, qs, d_bits, m_bits, rows, xq, xbias, xscale, xmin):
 class _Step:
     """Emits one step of block_dots: a layout's blocks of every row, added into the rows' lane sums."""
 
-    def __init__(self, builder, layout, rows_of, arrays, sums, vnni):
-        self.b, self.layout, self.rows_of, self.sums, self.vnni = builder, layout, rows_of, sums, vnni
+    def __init__(self, builder, layout, rows_of, arrays, sums, isa):
+        self.b, self.layout, self.rows_of, self.sums, self.isa = builder, layout, rows_of, sums, isa
         self.x = {name: arrays[name].data for name in ("xq", "bias", "scale", "min")}
         self.fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_FLOATS, [_FLOATS] * 3),
                                                   "llvm.fma.v16f32")
@@ -199,11 +242,15 @@ class _Step:
     def _dots(self, codes, bias, x):
         b = self.b
         if not self.layout.nibbles:
+            if self.isa == "avx2":  # the signed sums themselves: bias + sum (q + 128) a, bias = -128 sum a
+                return _avx2_signed_dots(b, codes, x[0])
             flipped = b.xor(codes, ir.Constant(_BYTES, [-128] * STEP_BYTES))
-            return _byte_dots(b, bias, b.bitcast(flipped, _INTS), x[0], self.vnni)
+            return _byte_dots(b, bias, b.bitcast(flipped, _INTS), x[0], self.isa)
         low = b.bitcast(b.and_(codes, ir.Constant(_BYTES, [15] * STEP_BYTES)), _INTS)
         high = b.bitcast(b.lshr(codes, ir.Constant(_BYTES, [4] * STEP_BYTES)), _INTS)
-        return _byte_dots(b, _byte_dots(b, bias, low, x[0], self.vnni), high, x[1], self.vnni)
+        if self.isa == "avx2":  # both nibbles' int16 pair sums, at most 2 x 2 x 15 x 127, before widening
+            return _avx2_byte_dots(b, bias, (low, x[0]), (high, x[1]))
+        return _byte_dots(b, _byte_dots(b, bias, low, x[0], self.isa), high, x[1], self.isa)
 
     def emit(self, t, tail, minimums):
         """Step t; tail: how many of its blocks the rows have (masked loads), or None for all."""

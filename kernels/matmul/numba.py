@@ -41,6 +41,7 @@ from quantbench.kernels.matmul.numba_int8 import (
     int8_blocks,
     quantize_activations,
     quantize_activations_parallel,
+    step_buffers,
 )
 from quantbench.kernels.matmul.spec import QuantizedActivations, packed_weights
 from quantbench.kernels.registry import variant
@@ -112,7 +113,7 @@ class NumbaMatmul:
         elif x.shape[0] <= GEMV_MAX_ROWS:
             xb = x.numpy().reshape(x.shape[0], self.k // 32, 32)
             if name == "q8_0":
-                gemv_q8_0(xb, self.d_bits, self.qs, self.table, out, 16)
+                gemv_q8_0(xb, self.d_bits, self.qs, self.table, out, 32)
             else:
                 xsum = xb.sum(axis=2) if name == "q4_1" else NO_SUMS
                 gemv_q4(xb, xsum, self.d_bits, self.m_bits, self.qs, self.table, out, 16, Q4_OFFSET[name])
@@ -137,11 +138,7 @@ class NumbaMatmul:
         quantize = quantize_activations if m <= GEMV_MAX_ROWS else quantize_activations_parallel
         quantize(x.numpy().reshape(m, nb, 32), a_bits, aq, self.table, ad, 32)
         layout = layout_of(self.qs.dtype)
-        steps = -(-nb // layout.blocks)
-        xq = np.empty((m, steps, layout.activation_bytes), np.int8)
-        xbias = np.empty((m, steps, 16), np.int32)
-        xscale = np.empty((m, steps, 16), np.float32)
-        xmin = np.empty((m, steps if self.m_bits.shape[0] else 0, 16), np.float32)
+        xq, xbias, xscale, xmin = step_buffers(m, nb, layout, self.m_bits.shape[0] > 0)
         arrange_steps(aq, ad, layout.nibbles, CODE_OFFSET[self.fmt.name], xq, xbias, xscale, xmin)
         int8_blocks(xq, xbias, xscale, xmin, self.d_bits, self.m_bits, self.qs, out)
         return out

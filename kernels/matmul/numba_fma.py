@@ -3,9 +3,9 @@
 Nothing here materializes the dense W. Two shapes of kernel:
 
 * GEMV (`gemv_q8_0`, `gemv_q4` for q4_0 and q4_1; m up to a few rows): a task takes ROW_GROUP
-  weight rows; a block's codes are decoded in registers and multiplied into `half` = 16 lane
-  accumulators per row (lane j takes values j and j + 16 of every block, which share a q4 nibble
-  byte), summed at the end of the row. Lanes rather than a sum per block spare a horizontal
+  weight rows; a block's codes are decoded in registers and multiplied into lane accumulators per
+  row (q8_0: 32, one per value; q4: `half` = 16, lane j taking values j and j + 16 of every block,
+  which share a nibble byte), summed at the end of the row. Lanes rather than a sum per block spare a horizontal
   reduction per block (q4_0, one core: 25% faster). `gemv_turbo` does the same for the turbo formats, one
   rotation group at a time, its 8-level codebook read per value (a gather: not vectorized).
 * Tiled (`tiled_*`, any format, any m): a tile of NT weight rows x KC input columns is
@@ -74,11 +74,6 @@ def store_group(out, r, r0, n, a0, a1, a2, a3):
 
 
 @njit(cache=True, inline="always")
-def q8_pair(qs, row, b, j, half, xl, xh):
-    return np.float32(qs[row, b, j]) * xl + np.float32(qs[row, b, j + half]) * xh
-
-
-@njit(cache=True, inline="always")
 def q4_pair(qs, row, b, j, xl, xh, offset):
     """(low code - offset) xl + (high code - offset) xh for the byte holding values j and j + 16."""
     byte = I32(qs[row, b, j])
@@ -86,14 +81,18 @@ def q4_pair(qs, row, b, j, xl, xh, offset):
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
-def gemv_q8_0(x, d_bits, qs, f16, out, half):
-    """x float32 [m, nb, 32]; d_bits uint16 [n, nb]; qs int8 [n, nb, 32]; out float32 [m, n]."""
+def gemv_q8_0(x, d_bits, qs, f16, out, width):
+    """x float32 [m, nb, 32]; d_bits uint16 [n, nb]; qs int8 [n, nb, 32]; out float32 [m, n]; width
+    = 32 lanes, one per value of a block. (Pairing values j and j + 16 in 16 lanes, as gemv_q4 must
+    for its nibbles, added a second code range per row to the vectorizer's run-time alias checks, whose
+    cost made LLVM require 32 iterations: the 16-iteration loop ran scalar, 17 against 2.8 ns a
+    block and row on an AVX2 EPYC.)"""
     m = x.shape[0]
     n, nb = d_bits.shape
     for task in prange((n + ROW_GROUP - 1) // ROW_GROUP):
         r0, r1, r2, r3 = group_rows(task, n)
-        a0, a1 = np.empty(half, np.float32), np.empty(half, np.float32)
-        a2, a3 = np.empty(half, np.float32), np.empty(half, np.float32)
+        a0, a1 = np.empty(width, np.float32), np.empty(width, np.float32)
+        a2, a3 = np.empty(width, np.float32), np.empty(width, np.float32)
         for r in range(m):
             a0[:] = 0.0
             a1[:] = 0.0
@@ -102,12 +101,12 @@ def gemv_q8_0(x, d_bits, qs, f16, out, half):
             for b in range(nb):
                 d0, d1 = f16[d_bits[r0, b]], f16[d_bits[r1, b]]
                 d2, d3 = f16[d_bits[r2, b]], f16[d_bits[r3, b]]
-                for j in range(half):
-                    xl, xh = x[r, b, j], x[r, b, j + half]
-                    a0[j] += d0 * q8_pair(qs, r0, b, j, half, xl, xh)
-                    a1[j] += d1 * q8_pair(qs, r1, b, j, half, xl, xh)
-                    a2[j] += d2 * q8_pair(qs, r2, b, j, half, xl, xh)
-                    a3[j] += d3 * q8_pair(qs, r3, b, j, half, xl, xh)
+                for j in range(width):
+                    xj = x[r, b, j]
+                    a0[j] += d0 * (np.float32(qs[r0, b, j]) * xj)
+                    a1[j] += d1 * (np.float32(qs[r1, b, j]) * xj)
+                    a2[j] += d2 * (np.float32(qs[r2, b, j]) * xj)
+                    a3[j] += d3 * (np.float32(qs[r3, b, j]) * xj)
             store_group(out, r, r0, n, a0, a1, a2, a3)
 
 

@@ -79,6 +79,13 @@ def arrange_steps(aq, ad, nibbles, offset, xq, xbias, xscale, xmin):
                     xmin[r, t, lanes * slot + lane] = ad[r, b] * np.float32(total)
 
 
+def step_buffers(m: int, nb: int, layout, with_minimum: bool):
+    """Empty xq, xbias, xscale, xmin for m activation rows of nb blocks, as arrange_steps fills them."""
+    steps = -(-nb // layout.blocks)
+    return (np.empty((m, steps, layout.activation_bytes), np.int8), np.empty((m, steps, 16), np.int32),
+            np.empty((m, steps, 16), np.float32), np.empty((m, steps if with_minimum else 0, 16), np.float32))
+
+
 @njit(parallel=True, cache=True)
 def int8_blocks(xq, xbias, xscale, xmin, d_bits, m_bits, qs, out):
     """q8_0 (qs int8), q4_0 (qs uint8 nibbles, m_bits empty) and q4_1 (m_bits and xmin: each block's

@@ -1,4 +1,5 @@
-"""Numba CPU loops for y = x @ W^T with the activations quantized per token to int8 (W8A8, W4A8).
+"""Numba CPU loops for y = x @ W^T with the activations quantized per token to int8 (W8A8), and the
+per-token quantizer W4A8 shares.
 
 Each activation row gets one scale d_x = amax / 127 and codes round(x / d_x) (ties to even): bit for
 bit the `int8` format's encoding (kernels/formats/int_rows.py). The codes are kept as float32 values:
@@ -6,20 +7,19 @@ numba types integer arithmetic as 64-bit, whose products vectorize poorly, while
 product of two codes (|q_x q_w| <= 127^2) exactly and their sums exactly up to 2^24 (any k <= 1024
 in the worst case; beyond, a sum rounds as a float32 matmul's does). So W8A8's dot products are the
 integer sums VNNI's vpdpbusd or dp4a compute in int32, on float32 FMA lanes, then rescaled once:
-y = d_x d_w isum. W4A8 (q4_0 / q4_1 weights, one fp16 scale per block of 32) multiplies the integer
-codes of both sides in float lanes, each block's products scaled by its d_b, and the token's d_x
-once per output.
+y = d_x d_w isum. (W4A8 runs on int8_dot's integer kernels: numba_token_int8.py.)
 
-Kernels: `w8a8` (dot products over whole rows, 2 activation rows x 4 weight rows at a time where
-there are that many: the GEMV and the GEMM) and `w4a8_rows` (16 lane accumulators per output, as
-gemv_q4_0). A task owns a run of weight rows, so they stay in cache while every activation row passes.
+Kernel: `w8a8`, dot products over whole rows, 2 activation rows x 4 weight rows at a time where
+there are that many: the GEMV and the GEMM. A task owns a run of weight rows, so they stay in cache
+while every activation row passes. `quantize_token` writes float32 codes for w8a8 or int8 codes
+for W4A8 (numba compiles one per codes dtype).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from quantbench.kernels.matmul.numba_fma import FAST, LOW, ROWS_PER_TASK, SHIFT, row_tasks
+from quantbench.kernels.matmul.numba_fma import FAST, ROWS_PER_TASK, row_tasks
 
 QMAX = np.float32(127.0)
 
@@ -49,17 +49,6 @@ def quantize_tokens(x, codes, scales):
 def quantize_tokens_parallel(x, codes, scales):
     for r in prange(x.shape[0]):
         quantize_token(x, r, codes, scales)
-
-
-@njit(cache=True)
-def block_sums(codes, width, sums):
-    """sums float32 [m, nb]: each activation row's codes summed over each block of `width` (exact)."""
-    for r in range(codes.shape[0]):
-        for b in range(sums.shape[1]):
-            total = np.float32(0.0)
-            for j in range(width):
-                total += codes[r, b * width + j]
-            sums[r, b] = total
 
 
 @njit(cache=True, fastmath=FAST)
@@ -112,28 +101,3 @@ def w8a8(x_codes, x_scales, w_codes, w_scales, out):
         if m % 2:
             for row in range(lo, hi):
                 out[m - 1, row] = code_dot(w_codes[row], x_codes[m - 1]) * (x_scales[m - 1] * w_scales[row])
-
-
-@njit(parallel=True, cache=True, fastmath=FAST)
-def w4a8_rows(x_codes, x_scales, x_sums, d_bits, m_bits, qs, f16, out, half, offset):
-    """x_codes float32 [m, nb, 32] (integer codes), x_scales float32 [m], x_sums float32 [m, nb]; q4_0
-    (m_bits empty, offset 8) or q4_1 (offset 0, minimum m_bits) weights d_bits uint16 [n, nb], qs uint8
-    [n, nb, 16]; out float32 [m, n]."""
-    with_min = m_bits.shape[0] > 0
-    m = x_codes.shape[0]
-    n, nb = d_bits.shape
-    for task in prange(row_tasks(n)):
-        acc = np.empty(half, np.float32)
-        for row in range(task * ROWS_PER_TASK, min(n, (task + 1) * ROWS_PER_TASK)):
-            for r in range(m):
-                acc[:] = 0.0
-                minimum = np.float32(0.0)
-                for b in range(nb):
-                    d = f16[d_bits[row, b]]
-                    for j in range(half):
-                        byte = np.int32(qs[row, b, j])
-                        acc[j] += d * (np.float32((byte & LOW) - offset) * x_codes[r, b, j]
-                                       + np.float32((byte >> SHIFT) - offset) * x_codes[r, b, j + half])
-                    if with_min:
-                        minimum += f16[m_bits[row, b]] * x_sums[r, b]
-                out[r, row] = (acc.sum() + minimum) * x_scales[r]
