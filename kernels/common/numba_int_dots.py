@@ -164,7 +164,9 @@ def block_dots(typingctx, qs, d_bits, m_bits, rows, xq, xbias, xscale, xmin):
     xq int8 [steps, 128 (q4) or 64 (q8_0)], xbias int32 [steps, 16], xscale float32 [steps, 16] and
     xmin float32 [steps, 16] (read only with m_bits), steps = ceil(nb / blocks a step): the activations
     as the module docstring arranges them, zeros for the blocks past nb of the last step. That last
-    step loads only the row's own blocks (masked loads). Row indices are not bounds-checked."""
+    step reads past a row's own codes where qs goes on (they meet those zeros), and loads only the
+    row's own blocks (masked loads) where it would end past qs, and for the scales and minimums.
+    Row indices are not bounds-checked."""
     if not (isinstance(qs, types.Array) and qs.dtype in (types.uint8, types.int8)):
         raise TypingError(f"block_dots: qs must be uint8 q4 nibbles or int8 q8_0 codes, not {qs}")
     layout = layout_of(qs.dtype)
@@ -189,9 +191,10 @@ def block_dots(typingctx, qs, d_bits, m_bits, rows, xq, xbias, xscale, xmin):
         rows_of = {name: [_row_pointer(builder, arrays[name], r) for r in row_index] for name in ("qs", "d", "m")}
         blocks = cgutils.unpack_tuple(builder, arrays["qs"].shape)[1]
         sums = [cgutils.alloca_once_value(builder, ir.Constant(_FLOATS, [0.0] * LANES)) for _ in range(ROWS)]
-        steps = _Step(builder, layout, rows_of, arrays, sums, dot_isa(context))
         per_step = ir.Constant(_I64, layout.blocks)
         full, tail = builder.sdiv(blocks, per_step), builder.srem(blocks, per_step)
+        steps = _Step(builder, layout, rows_of, arrays, sums, dot_isa(context),
+                      _whole_last_step_fits(builder, arrays["qs"], row_index, full))
         with_min = builder.icmp_signed(">", cgutils.unpack_tuple(builder, arrays["m"].shape)[0], ir.Constant(_I64, 0))
         with builder.if_else(with_min) as (q4_1, others):
             for branch, minimums in ((q4_1, True), (others, False)):
@@ -206,11 +209,22 @@ def block_dots(typingctx, qs, d_bits, m_bits, rows, xq, xbias, xscale, xmin):
     return sig, codegen
 
 
+def _whole_last_step_fits(builder, qs, row_index, full):
+    """Per row, whether a whole last step of codes (STEP_BYTES from step `full`) lies inside qs: the
+    bytes past the row's own blocks are the next rows' codes, which meet zero activations."""
+    n, blocks, width = cgutils.unpack_tuple(builder, qs.shape)
+    row_bytes = builder.mul(blocks, width)
+    step_end = builder.mul(builder.add(full, ir.Constant(_I64, 1)), ir.Constant(_I64, STEP_BYTES))
+    total = builder.mul(n, row_bytes)
+    return [builder.icmp_signed("<=", builder.add(builder.mul(r, row_bytes), step_end), total) for r in row_index]
+
+
 class _Step:
     """Emits one step of block_dots: a layout's blocks of every row, added into the rows' lane sums."""
 
-    def __init__(self, builder, layout, rows_of, arrays, sums, isa):
+    def __init__(self, builder, layout, rows_of, arrays, sums, isa, whole_step_fits):
         self.b, self.layout, self.rows_of, self.sums, self.isa = builder, layout, rows_of, sums, isa
+        self.whole_step_fits = whole_step_fits
         self.x = {name: arrays[name].data for name in ("xq", "bias", "scale", "min")}
         self.fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_FLOATS, [_FLOATS] * 3),
                                                   "llvm.fma.v16f32")
@@ -239,6 +253,23 @@ class _Step:
         floats = ir.VectorType(_F32, self.layout.blocks)
         return self.b.shuffle_vector(self.b.fpext(values, floats), ir.Constant(floats, ir.Undefined), self.lane_block)
 
+    def _tail_codes(self, at, tail, row):
+        """The last step's codes of a row: a whole load where it stays inside qs (exact: the bytes past
+        the row's blocks meet zero activations and zero scales), else a masked one (AVX2 has no byte
+        mask: LLVM splits it into 64 conditional loads, which doubled q4_0's time at k = 576)."""
+        b = self.b
+        with b.if_else(self.whole_step_fits[row]) as (inside, at_the_end):
+            with inside:
+                whole = b.load(b.bitcast(at, _BYTES.as_pointer()), align=1)
+                from_inside = b.basic_block
+            with at_the_end:
+                masked = _masked_load(b, at, _BYTES, b.mul(tail, ir.Constant(_I64, self.layout.code_bytes)))
+                from_the_end = b.basic_block
+        codes = b.phi(_BYTES)
+        codes.add_incoming(whole, from_inside)
+        codes.add_incoming(masked, from_the_end)
+        return codes
+
     def _dots(self, codes, bias, x):
         b = self.b
         if not self.layout.nibbles:
@@ -260,10 +291,8 @@ class _Step:
         x_min = self._lanes("min", t, _FLOATS) if minimums else None
         for row in range(ROWS):
             at = b.gep(self.rows_of["qs"][row], [self._constant(t, STEP_BYTES)])
-            if tail is None:
-                codes = b.load(b.bitcast(at, _BYTES.as_pointer()), align=1)
-            else:
-                codes = _masked_load(b, at, _BYTES, b.mul(tail, ir.Constant(_I64, self.layout.code_bytes)))
+            codes = b.load(b.bitcast(at, _BYTES.as_pointer()), align=1) if tail is None else self._tail_codes(
+                at, tail, row)
             lane_scale = b.fmul(self._scales("d", row, t, tail), x_scale)
             dots = b.sitofp(self._dots(codes, bias, x), _FLOATS)
             total = b.call(self.fma, [dots, lane_scale, b.load(self.sums[row])])

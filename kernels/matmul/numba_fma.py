@@ -9,8 +9,10 @@ Nothing here materializes the dense W. Two shapes of kernel:
   reduction per block (q4_0, one core: 25% faster). `gemv_turbo` does the same for the turbo formats, one
   rotation group at a time, its 8-level codebook read per value (a gather: not vectorized).
 * Tiled (`tiled_*`, any format, any m): a tile of NT weight rows x KC input columns is
-  decoded into a transposed float32 tile wt[KC, NT] (16 KB: it stays in L1), then every
-  activation row is multiplied into it with the NT outputs as SIMD lanes. The decoded tile is
+  decoded into a transposed float32 tile wt[KC, NT] (32 KB, about an L1), then every
+  activation row is multiplied into it with the NT outputs as SIMD lanes, 16 tile rows at a time
+  with the sums in registers (NT = 16, 16 KB: 3.8 against 3.2 ms for q4_0 at m=128, n=1536,
+  k=576 on the AVX2 EPYC). The decoded tile is
   reused by all m rows, which is what makes it the prefill kernel.
 
 Turbo formats are multiplied in their rotated domain: the caller rotates each activation group
@@ -25,6 +27,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from quantbench.kernels.common.numba_row_math import ROWS as TILE_ROWS
+from quantbench.kernels.common.numba_row_math import tile_axpy
+
 ROWS_PER_TASK = 8
 # Float sums may be reordered (the check allows any order of the k terms): that is what lets LLVM
 # vectorize the reductions; contraction into FMAs likewise. No nnan/ninf: those would change
@@ -33,7 +38,7 @@ FAST = {"reassoc", "contract", "nsz"}
 # int32 constants: with a Python int, numba widens `byte >> 4` to int64 and LLVM then shifts
 # 64-bit lanes and packs them back
 LOW, SHIFT, OFFSET = np.int32(15), np.int32(4), np.int32(8)
-NT = 16  # weight rows per tile (the SIMD lanes of the tiled kernel)
+NT = 32  # weight rows per tile (the SIMD lanes of the tiled kernel)
 KC = 256  # input columns per tile: a multiple of every block and group size
 
 
@@ -228,13 +233,16 @@ def gemv_turbo(xr, codes, norms, levels, f16, spread, out):
 
 @njit(cache=True, fastmath=FAST)
 def multiply_tile(xa, wt, nt, k0, kc, acc, out, n0):
-    """out[r, n0 + nn] += sum_kk xa[r, k0 + kk] * wt[kk, nn] for every row r (nn: SIMD lanes)."""
+    """out[r, n0 + nn] += sum_kk xa[r, k0 + kk] * wt[kk, nn] for every row r, nn < nt: 16 rows kk of
+    the tile at a time with the sums in registers (tile_axpy; kc is a multiple of 16, and lanes past
+    nt, which read stale tile columns, are dropped). As a loop over kk and nn the sums went through
+    memory at every kk, one store-to-load chain per row: 15.4 against 3.0 ms for q4_0 at
+    m=128, n=1536, k=576 on the AVX2 EPYC."""
+    k, width = xa.shape[1], wt.shape[1]
     for r in range(xa.shape[0]):
         acc[:] = 0.0
-        for kk in range(kc):
-            v = xa[r, k0 + kk]
-            for nn in range(nt):
-                acc[nn] += v * wt[kk, nn]
+        for kk in range(0, kc, TILE_ROWS):
+            tile_axpy(acc, 0, xa, r * k + k0 + kk, wt, kk * width, width)
         for nn in range(nt):
             out[r, n0 + nn] += acc[nn]
 
