@@ -95,7 +95,8 @@ def test_block_dots_narrower_instruction_sets_match(fmt, isa, monkeypatch):
     _check(fmt, 6, kernel)
     asm = kernel.inspect_asm(kernel.signatures[0])
     assert "vpdpbusd" not in asm
-    assert ("vpmaddubsw" in asm) == (isa == "avx2")
+    if isa == "avx2":
+        assert "vpmaddubsw" in asm
 
 
 @pytest.mark.parametrize("isa", [HOST_ISA, *NARROWER])

@@ -5,15 +5,15 @@ Nothing here materializes the dense W. Two shapes of kernel:
 * GEMV (`gemv_q8_0`, `gemv_q4` for q4_0 and q4_1; m up to a few rows): a task takes ROW_GROUP
   weight rows; a block's codes are decoded in registers and multiplied into lane accumulators per
   row (q8_0: 32, one per value; q4: `half` = 16, lane j taking values j and j + 16 of every block,
-  which share a nibble byte), summed at the end of the row. Lanes rather than a sum per block spare a horizontal
-  reduction per block (q4_0, one core: 25% faster). `gemv_turbo` does the same for the turbo formats, one
-  rotation group at a time, its 8-level codebook read per value (a gather: not vectorized).
-* Tiled (`tiled_*`, any format, any m): a tile of NT weight rows x KC input columns is
-  decoded into a transposed float32 tile wt[KC, NT] (32 KB, about an L1), then every
-  activation row is multiplied into it with the NT outputs as SIMD lanes, 16 tile rows at a time
-  with the sums in registers (NT = 16, 16 KB: 3.8 against 3.2 ms for q4_0 at m=128, n=1536,
-  k=576 on the AVX2 EPYC). The decoded tile is
-  reused by all m rows, which is what makes it the prefill kernel.
+  which share a nibble byte), summed at the end of the row. Lanes rather than a sum per block spare
+  a horizontal reduction per block (q4_0, one core: 25% faster). `gemv_turbo` does the same for the
+  turbo formats, one rotation group at a time, its 8-level codebook read per value (a gather: not
+  vectorized).
+* Tiled (`tiled_*`, any format, any m): a tile of NT weight rows x KC input columns is decoded
+  into a transposed float32 tile wt[KC, NT] (32 KB, about an L1), then every activation row is
+  multiplied into it with the NT outputs as SIMD lanes, 16 tile rows at a time with the sums in
+  registers (NT = 16, 16 KB: 3.8 against 3.2 ms for q4_0 at m=128, n=1536, k=576 on the AVX2
+  EPYC). The decoded tile is reused by all m rows, which is what makes it the prefill kernel.
 
 Turbo formats are multiplied in their rotated domain: the caller rotates each activation group
 once (x_rot = FWHT(signs * x)), and the tile holds norm * codebook[code] (see matmul/numba.py).
@@ -234,10 +234,10 @@ def gemv_turbo(xr, codes, norms, levels, f16, spread, out):
 @njit(cache=True, fastmath=FAST)
 def multiply_tile(xa, wt, nt, k0, kc, acc, out, n0):
     """out[r, n0 + nn] += sum_kk xa[r, k0 + kk] * wt[kk, nn] for every row r, nn < nt: 16 rows kk of
-    the tile at a time with the sums in registers (tile_axpy; kc is a multiple of 16, and lanes past
-    nt, which read stale tile columns, are dropped). As a loop over kk and nn the sums went through
-    memory at every kk, one store-to-load chain per row: 15.4 against 3.0 ms for q4_0 at
-    m=128, n=1536, k=576 on the AVX2 EPYC."""
+    the tile at a time with the sums in registers (tile_axpy; kc is a multiple of 32, as every block
+    and turbo group is, and lanes past nt, which read stale tile columns, are dropped). As a loop
+    over kk and nn the sums went through memory at every kk, one store-to-load chain per row: 15.4
+    against 3.8 ms (NT = 16) for q4_0 at m=128, n=1536, k=576 on the AVX2 EPYC."""
     k, width = xa.shape[1], wt.shape[1]
     for r in range(xa.shape[0]):
         acc[:] = 0.0
