@@ -1,5 +1,6 @@
-"""kernels/common/numba_row_math.py: the 16-row dot products and updates, the lanes' max and the
-aligned buffers against numpy, at unaligned offsets and every row width the kernels use."""
+"""kernels/common/numba_row_math.py: the 8-row dot products and 16-row updates of 1 to 3 queries,
+the lanes' max and the aligned buffers against numpy, at unaligned offsets and strides and every row
+width the kernels use."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,13 +14,23 @@ RNG = np.random.default_rng(11)
 
 
 @njit
-def _dots(q, q_off, tile, tile_off, width, out, out_off):
-    tile_dots(q, q_off, tile, tile_off, width, out, out_off)
+def _dots(nq, q, q_off, q_stride, tile, tile_off, width, out, out_off, out_stride):
+    if nq == 3:
+        tile_dots(q, q_off, q_stride, 3, tile, tile_off, width, out, out_off, out_stride)
+    elif nq == 2:
+        tile_dots(q, q_off, q_stride, 2, tile, tile_off, width, out, out_off, out_stride)
+    else:
+        tile_dots(q, q_off, q_stride, 1, tile, tile_off, width, out, out_off, out_stride)
 
 
 @njit
-def _axpy(acc, acc_off, p, p_off, tile, tile_off, width):
-    tile_axpy(acc, acc_off, p, p_off, tile, tile_off, width)
+def _axpy(nq, acc, acc_off, acc_stride, p, p_off, p_stride, tile, tile_off, width):
+    if nq == 3:
+        tile_axpy(acc, acc_off, acc_stride, 3, p, p_off, p_stride, tile, tile_off, width)
+    elif nq == 2:
+        tile_axpy(acc, acc_off, acc_stride, 2, p, p_off, p_stride, tile, tile_off, width)
+    else:
+        tile_axpy(acc, acc_off, acc_stride, 1, p, p_off, p_stride, tile, tile_off, width)
 
 
 @njit
@@ -37,24 +48,38 @@ def _floats(n):
     return RNG.standard_normal(n).astype(np.float32)
 
 
+@pytest.mark.parametrize("nq", [1, 2, 3])
 @pytest.mark.parametrize("width", [16, 32, 64, 128])
-def test_tile_dots_scores_each_of_16_rows_into_its_own_lane(width):
-    q, tile = _floats(width + 5), _floats(16 * width + 7)
-    out = np.full(21, np.nan, np.float32)
-    _dots(q, 5, tile, 7, width, out, 3)
-    want = tile[7:7 + 16 * width].reshape(16, width).astype(np.float64) @ q[5:5 + width]
-    np.testing.assert_allclose(out[3:19], want, rtol=1e-5, atol=1e-5 * np.sqrt(width))
-    assert np.isnan(out[:3]).all() and np.isnan(out[19:]).all()
+def test_tile_dots_scores_8_rows_of_each_query_into_its_own_lanes(width, nq):
+    q_stride, out_stride = width + 3, 11
+    q, tile = _floats(5 + nq * q_stride), _floats(8 * width + 7)
+    out = np.full(3 + nq * out_stride, np.nan, np.float32)
+    _dots(nq, q, 5, q_stride, tile, 7, width, out, 3, out_stride)
+    rows = tile[7:7 + 8 * width].reshape(8, width).astype(np.float64)
+    for j in range(nq):
+        at = 3 + j * out_stride
+        want = rows @ q[5 + j * q_stride:5 + j * q_stride + width]
+        np.testing.assert_allclose(out[at:at + 8], want, rtol=1e-5, atol=1e-5 * np.sqrt(width))
+        assert np.isnan(out[at + 8:at + out_stride]).all()
+    assert np.isnan(out[:3]).all()
 
 
-@pytest.mark.parametrize("width", [16, 64, 128])
-def test_tile_axpy_adds_the_weighted_rows_and_nothing_past_the_row(width):
-    acc, p, tile = _floats(width + 4), _floats(18), _floats(16 * width + 7)
+@pytest.mark.parametrize("nq", [1, 2, 3])
+@pytest.mark.parametrize("width", [16, 32, 64, 80, 128])  # 80: a block of 4 chunks and one more
+def test_tile_axpy_adds_the_weighted_rows_of_each_query_and_nothing_past_them(width, nq):
+    acc_stride, p_stride = width + 5, 19
+    acc, p, tile = _floats(2 + nq * acc_stride), _floats(1 + nq * p_stride), _floats(16 * width + 7)
     want = acc.astype(np.float64)
-    want[2:2 + width] += p[1:17].astype(np.float64) @ tile[7:7 + 16 * width].reshape(16, width)
-    _axpy(acc, 2, p, 1, tile, 7, width)
+    rows = tile[7:7 + 16 * width].reshape(16, width).astype(np.float64)
+    for j in range(nq):
+        at = 2 + j * acc_stride
+        want[at:at + width] += p[1 + j * p_stride:17 + j * p_stride].astype(np.float64) @ rows
+    _axpy(nq, acc, 2, acc_stride, p, 1, p_stride, tile, 7, width)
     np.testing.assert_allclose(acc, want, rtol=1e-5, atol=1e-5)
-    assert acc[:2].tolist() == want[:2].astype(np.float32).tolist()
+    untouched = np.ones(acc.size, bool)
+    for j in range(nq):
+        untouched[2 + j * acc_stride:2 + j * acc_stride + width] = False
+    assert acc[untouched].tolist() == want[untouched].astype(np.float32).tolist()
 
 
 def test_lanes_max_starts_from_its_argument_and_keeps_minus_infinity():
@@ -73,6 +98,16 @@ def test_aligned_zeros_start_on_a_cache_line():
 
 def test_row_math_names_a_wrong_array():
     with pytest.raises(TypingError, match="C-contiguous float32"):
-        _dots(np.zeros(16), 0, np.zeros(256, np.float32), 0, 16, np.zeros(16, np.float32), 0)
+        _dots(1, np.zeros(16), 0, 0, np.zeros(128, np.float32), 0, 16, np.zeros(8, np.float32), 0, 0)
     with pytest.raises(TypingError, match="C-contiguous float32"):
         _max(np.zeros(32, np.float32)[::2], 0, 16, np.float32(0.0))
+
+
+@njit
+def _dots_of_four(q, tile, out):
+    tile_dots(q, 0, 16, 4, tile, 0, 16, out, 0, 8)
+
+
+def test_row_math_names_a_query_count_it_cannot_hold_in_registers():
+    with pytest.raises(TypingError, match="query count must be a constant 1..3"):
+        _dots_of_four(np.zeros(64, np.float32), np.zeros(128, np.float32), np.zeros(32, np.float32))

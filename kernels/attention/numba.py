@@ -8,11 +8,13 @@ R = batch * kv_heads and Q = group * n: the query heads sharing a KV head read i
 native: the context is cut into splits and the rows into groups of up to ROW_GROUP; prange runs
 over (row group, split), and each task reads every row of its group at its positions: the rows
 (KV heads) of a position lie together in the cache. A task walks its split in tiles of TILE
-positions: the tile's key rows decoded into a [row, position, W] buffer and scored by every query
-sharing the row, 16 positions at a time (kernels/common/numba_row_math.py), one online-softmax
+positions: the tile's key rows decoded into a [row, position, W] buffer (one decoder call per row
+and tile) and scored by up to 3 of the queries sharing the row at once, 8 positions at a time
+(kernels/common/numba_row_math.py: each loaded chunk of a row serves every query), one online-softmax
 rescale per row, query and tile (the tile's max and exponentials in vector IR:
 numba_row_math.lanes_max, kernels/common/numba_exp.py), then the tile's value rows decoded into the
-same buffer and added, weighted, into an accumulator per row and query. The partial (max, sum,
+same buffer and added, weighted, into an accumulator per row and query, 16 positions and up to 3
+queries at a time. The partial (max, sum,
 accumulator) triples are merged exactly afterwards (flash-decoding:
 out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s). The TCQ formats run the same kernels through
 kernels/attention/tcq_numba.TcqPlan.
@@ -42,12 +44,19 @@ from quantbench.kernels.attention.layout import (
     native_plan,
     qjl_coefficient,
 )
-from quantbench.kernels.attention.numba_rows import decode_row, padded_levels
+from quantbench.kernels.attention.numba_rows import decode_rows, padded_levels
 from quantbench.kernels.attention.spec import attn_shape, causal_limits
 from quantbench.kernels.attention.torch import ATTN_OPS, SPARSE_V_THRESHOLD, SparseVRun
 from quantbench.kernels.common.numba_exp import exp_shifted
-from quantbench.kernels.common.numba_row_math import ROWS as TILE_ROWS
-from quantbench.kernels.common.numba_row_math import aligned_zeros, lanes_max, tile_axpy, tile_dots
+from quantbench.kernels.common.numba_row_math import (
+    DOT_ROWS,
+    MAX_QUERIES,
+    aligned_zeros,
+    lanes_max,
+    tile_axpy,
+    tile_dots,
+)
+from quantbench.kernels.common.numba_row_math import ROWS as AXPY_ROWS
 from quantbench.kernels.registry import variant
 
 TILE = 32
@@ -65,7 +74,7 @@ def row_groups(rows):
 
 @functools.cache
 def flash_partials(kind: int, bits: int):
-    """The native kernel for one format kind and bit width (kernels/attention/numba_rows.decode_row),
+    """The native kernel for one format kind and bit width (kernels/attention/numba_rows.decode_rows),
     so that a run compiles only the formats it reads, and each only its own decoder: about 5 s each
     for q8_0, q4_0 and turbo3 (q8_0 took 8.4 s when all six decoders were inlined and pruned by literal kind,
     and one entry switching over the six at run time compiled them all, 80 s, for any one). numba
@@ -94,7 +103,10 @@ def flash_partials(kind: int, bits: int):
 # Tiles of decoded rows and 16-row dot products and updates (tile_dots, tile_axpy) in place of a
 # dot product and an update per row, with the exponentials and the tile's max in vector IR: q8_0 at
 # 32K, 2 threads on a 2-core Xeon with AVX-512, 2.57 -> 1.23 ms a call; turbo3 3.05 -> 1.91 ms
-# (results/97db846de0e9.jsonl; torch's f32 SDPA 2.5-2.7 ms).
+# (results/97db846de0e9.jsonl; torch's f32 SDPA 2.5-2.7 ms). Then, on the same Xeon: the 3 queries
+# of a KV head scored and added together (a load per FMA had bounded the dots and updates: 1.3
+# loads a cycle there), one decoder call per row and tile, and turbo's codes by GF2P8AFFINEQB:
+# q8_0 1.05-1.27 -> 0.84-0.88 ms, q4_0 1.10-1.33 -> 0.75-0.85, turbo3 1.60 -> 0.90.
 @njit(fastmath=FASTMATH, cache=True)
 def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
                 split, m_out, l_out, acc_out):
@@ -117,10 +129,12 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
             tile[:] = 0.0
         _decode_tile(kind, bits, kc, ke, ks1, ks2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
         for r in range(rows):
+            for q0 in range(0, Q, MAX_QUERIES):
+                for part in range(0, TILE, DOT_ROWS):
+                    _score_rows(min(MAX_QUERIES, Q - q0), qx, ((r0 + r) * Q + q0) * W, tile, (r * TILE + part) * W,
+                                W, scores, (r * Q + q0) * TILE + part)
             for qi in range(Q):
                 at = (r * Q + qi) * TILE
-                for half in range(0, TILE, TILE_ROWS):
-                    tile_dots(qx, ((r0 + r) * Q + qi) * W, tile, (r * TILE + half) * W, W, scores, at + half)
                 for t in range(max(0, min(count, seen[qi] - t0)), TILE):
                     scores[at + t] = -np.inf
                 top = lanes_max(scores, at, TILE, m[r, qi])
@@ -135,12 +149,11 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
                     m[r, qi] = top
                 l[r, qi] += exp_shifted(scores, at, TILE, top, scores)
         _decode_tile(kind, bits, vc, ve, vs1, vs2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
-        for r in range(rows):
-            for qi in range(Q):
-                if m[r, qi] != -np.inf:
-                    for half in range(0, TILE, TILE_ROWS):
-                        tile_axpy(acc, (r * Q + qi) * W, scores, (r * Q + qi) * TILE + half, tile,
-                                  (r * TILE + half) * W, W)
+        for r in range(rows):  # a query that has seen no position yet has zero weights here
+            for q0 in range(0, Q, MAX_QUERIES):
+                for part in range(0, TILE, AXPY_ROWS):
+                    _add_rows(min(MAX_QUERIES, Q - q0), acc, (r * Q + q0) * W, scores, (r * Q + q0) * TILE + part,
+                              tile, (r * TILE + part) * W, W)
     for r in range(rows):
         for qi in range(Q):
             m_out[r0 + r, sp, qi] = m[r, qi]
@@ -149,13 +162,34 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
                 acc_out[r0 + r, sp, qi, i] = acc[(r * Q + qi) * W + i]
 
 
+@njit(cache=True, inline="always")
+def _score_rows(nq, qx, q_off, tile, tile_off, W, scores, out_off):
+    """tile_dots for nq (1..MAX_QUERIES) consecutive queries: the count must reach it as a constant."""
+    if nq == 3:
+        tile_dots(qx, q_off, W, 3, tile, tile_off, W, scores, out_off, TILE)
+    elif nq == 2:
+        tile_dots(qx, q_off, W, 2, tile, tile_off, W, scores, out_off, TILE)
+    else:
+        tile_dots(qx, q_off, W, 1, tile, tile_off, W, scores, out_off, TILE)
+
+
+@njit(cache=True, inline="always")
+def _add_rows(nq, acc, acc_off, scores, p_off, tile, tile_off, W):
+    """tile_axpy for nq (1..MAX_QUERIES) consecutive queries, as _score_rows."""
+    if nq == 3:
+        tile_axpy(acc, acc_off, W, 3, scores, p_off, TILE, tile, tile_off, W)
+    elif nq == 2:
+        tile_axpy(acc, acc_off, W, 2, scores, p_off, TILE, tile, tile_off, W)
+    else:
+        tile_axpy(acc, acc_off, W, 1, scores, p_off, TILE, tile, tile_off, W)
+
+
 @njit(cache=True)
 def _decode_tile(kind, bits, codes, extra, s1, s2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W):
     """Positions t0 .. t0+count-1 of rows r0 .. r0+rows-1 into the flat [row, TILE, W] tile buffer."""
-    for t in range(count):
-        for r in range(rows):
-            decode_row(kind, bits, codes, extra, s1, s2, t0 + t, r0 + r, dim, cg, levels, qjl_coef, tile,
-                       (r * TILE + t) * W)
+    for r in range(rows):
+        decode_rows(kind, bits, codes, extra, s1, s2, t0, count, r0 + r, dim, cg, levels, qjl_coef, tile,
+                    r * TILE * W, W)
 
 
 @njit(parallel=True, cache=True)
@@ -216,7 +250,7 @@ def _scores_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, le
     row = np.empty(W, np.float32)
     for pos in range(lo, hi):
         for r in range(r0, r1):
-            decode_row(kind, bits, kc, ke, ks1, ks2, pos, r, dim, cg, levels, qjl_coef, row, 0)
+            decode_rows(kind, bits, kc, ke, ks1, ks2, pos, 1, r, dim, cg, levels, qjl_coef, row, 0, 0)
             for qi in range(Q):
                 if pos < limits[qi % n]:
                     s = np.float32(0.0)
@@ -261,7 +295,7 @@ def _values_task(kind, bits, g, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef,
             if largest < threshold:
                 count += 1
                 continue
-            decode_row(kind, bits, vc, ve, vs1, vs2, pos, r, dim, cg, levels, qjl_coef, row, 0)
+            decode_rows(kind, bits, vc, ve, vs1, vs2, pos, 1, r, dim, cg, levels, qjl_coef, row, 0, 0)
             for qi in range(Q):
                 for i in range(W):
                     acc[r - r0, qi, i] += weights[qi] * row[i]
@@ -311,7 +345,8 @@ class NativeCache:
         self.split = split_size(ctx, batch * kv_heads)
         self.splits = -(-ctx // self.split)
         p = plan
-        self.consts = (p.dim, p.code_group or 32, padded_levels(p.codebook), qjl_coefficient(p))
+        qjl = qjl_coefficient(p)
+        self.consts = (p.dim, p.code_group or 32, padded_levels(p.codebook, qjl), qjl)
         self.format_key = (p.kind, p.bits if p.kind in (KIND_TURBO, KIND_TCQ) else 0)  # what the kernels specialize on
 
     def queries(self, q: torch.Tensor) -> np.ndarray:

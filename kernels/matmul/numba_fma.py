@@ -242,7 +242,7 @@ def multiply_tile(xa, wt, nt, k0, kc, acc, out, n0):
     for r in range(xa.shape[0]):
         acc[:] = 0.0
         for kk in range(0, kc, TILE_ROWS):
-            tile_axpy(acc, 0, xa, r * k + k0 + kk, wt, kk * width, width)
+            tile_axpy(acc, 0, 0, 1, xa, r * k + k0 + kk, 0, wt, kk * width, width)
         for nn in range(nt):
             out[r, n0 + nn] += acc[nn]
 
