@@ -37,7 +37,7 @@ def commit() -> tuple[str | None, bool]:
 CPUINFO = Path("/proc/cpuinfo")
 # the vector extensions a kernel's speed depends on, as /proc/cpuinfo names them (x86 "flags", Arm "Features")
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
-                "avx512_vnni", "avx512vbmi", "avx512_vbmi2", "avx512_bf16", "avx512_fp16",
+                "avx512_vnni", "avx512vbmi", "avx512_vbmi2", "avx512_bf16", "avx512_fp16", "gfni",
                 "neon", "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")
 
 
