@@ -14,10 +14,9 @@ and tile) and scored by up to 3 of the queries sharing the row at once, 8 positi
 rescale per row, query and tile (the tile's max and exponentials in vector IR:
 numba_row_math.lanes_max, kernels/common/numba_exp.py), then the tile's value rows decoded into the
 same buffer and added, weighted, into an accumulator per row and query, 16 positions and up to 3
-queries at a time. The partial (max, sum,
-accumulator) triples are merged exactly afterwards (flash-decoding:
-out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s). The TCQ formats run the same kernels through
-kernels/attention/tcq_numba.TcqPlan.
+queries at a time. The partial (max, sum, accumulator) triples are merged exactly afterwards
+(flash-decoding: out = sum_s e^(m_s-M) acc_s / sum_s e^(m_s-M) l_s). The TCQ formats run the same
+kernels through kernels/attention/tcq_numba.TcqPlan.
 
 sparse_v: two passes. Scores of every position go to a [R, Q, ctx] buffer with each split's max and
 exp-sum; merged, they give every query's exact softmax normalizer. The value pass then computes

@@ -1,15 +1,15 @@
 """Decoding stored KV rows into the codes' domain, inside the numba attention kernels.
 
 A row is one position of one (batch, kv_head); its packed bytes come as the [ctx, rows, units,
-bytes] views of kernels/attention/layout.NativePlan.rows (C-contiguous). Rows of consecutive positions are
-decoded into a flat float32 buffer from an offset, a row every `stride` values, the plan's width of
-values each (never the whole cache): blocks as
-scale * code (+ min), turbo as norm * codebook level in the rotated domain, turbo4 followed by its
-QJL signs times qjl_scale * residual norm. The codes go through the explicit-SIMD decoders of
-kernels/common/numba_vectors.py, each looping over the rows itself; fp16 scales come from a
-64K-entry float32 table. decode_rows compiles to one decoder per format kind and bit width, so a
-kernel inlines and types only its format's code: the q8_0 native kernel compiled in 4.5 s instead
-of 8.4 when the IR of all six formats was inlined twice (K and V) and then pruned by literal kind.
+bytes] views of kernels/attention/layout.NativePlan.rows (C-contiguous). Rows of consecutive
+positions are decoded into a flat float32 buffer from an offset, a row every `stride` values, the
+plan's width of values each (never the whole cache): blocks as scale * code (+ min), turbo as
+norm * codebook level in the rotated domain, turbo4 followed by its QJL signs times qjl_scale *
+residual norm. The codes go through the explicit-SIMD decoders of kernels/common/numba_vectors.py,
+each looping over the rows itself; fp16 scales come from a 64K-entry float32 table. decode_rows
+compiles to one decoder per format kind and bit width, so a kernel inlines and types only its
+format's code: the q8_0 native kernel compiled in 4.5 s instead of 8.4 when the IR of all six
+formats was inlined twice (K and V) and then pruned by literal kind.
 """
 from __future__ import annotations
 
