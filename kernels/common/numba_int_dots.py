@@ -30,6 +30,8 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from quantbench.kernels.common.numba_target import call_intrinsic, target_features
+
 LANES = 16
 ROWS = 4  # weight rows a call: the activation vectors are loaded once for all of them
 STEP_BYTES = 64  # weight code bytes per row and step
@@ -66,13 +68,8 @@ def _require(array, dtype, ndim, what):
 def dot_isa(context) -> str:
     """The byte dot product block_dots emits for the CPU numba compiles for (NUMBA_CPU_NAME /
     NUMBA_CPU_FEATURES count): "vnni", "avx2" or "generic"."""
-    features = getattr(context.codegen(), "_tm_features", "").split(",")
-    return "vnni" if "+avx512vnni" in features else "avx2" if "+avx2" in features else "generic"
-
-
-def _x86(builder, name, result, *args):
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(result, [a.type for a in args]), name)
-    return builder.call(fn, list(args))
+    features = target_features(context)
+    return "vnni" if "avx512vnni" in features else "avx2" if "avx2" in features else "generic"
 
 
 def _halves(builder, vector):
@@ -92,10 +89,10 @@ def _avx2_byte_dots(builder, acc, *operands):
     for h in range(2):
         total = None
         for unsigned, signed in operands:
-            part = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", pairs, _halves(builder, unsigned)[h],
+            part = call_intrinsic(builder, "llvm.x86.avx2.pmadd.ub.sw", pairs, _halves(builder, unsigned)[h],
                         _halves(builder, signed)[h])
             total = part if total is None else builder.add(total, part)
-        sums.append(_x86(builder, "llvm.x86.avx2.pmadd.wd", quads, total, ir.Constant(pairs, [1] * 16)))
+        sums.append(call_intrinsic(builder, "llvm.x86.avx2.pmadd.wd", quads, total, ir.Constant(pairs, [1] * 16)))
     joined = builder.shuffle_vector(sums[0], sums[1], ir.Constant(_INTS, list(range(LANES))))
     return builder.add(acc, joined)
 
@@ -104,7 +101,7 @@ def _avx2_signed_dots(builder, codes, x):
     """Per lane, the sum over its four bytes of codes * x, both signed (q8_0 weights, 8-bit
     activations): |codes| times x with the codes' signs."""
     x = builder.bitcast(x, _BYTES)
-    magnitude = _x86(builder, "llvm.abs.v64i8", _BYTES, codes, ir.Constant(ir.IntType(1), 0))
+    magnitude = call_intrinsic(builder, "llvm.abs.v64i8", _BYTES, codes, ir.Constant(ir.IntType(1), 0))
     signed = builder.select(builder.icmp_signed("<", codes, ir.Constant(_BYTES, [0] * STEP_BYTES)),
                             builder.neg(x), x)
     return _avx2_byte_dots(builder, ir.Constant(_INTS, [0] * LANES), (magnitude, signed))
@@ -113,7 +110,7 @@ def _avx2_signed_dots(builder, codes, x):
 def _byte_dots(builder, acc, unsigned, signed, isa):
     """acc + sum over each lane's four bytes of unsigned(byte) * signed(byte): vpdpbusd's sums."""
     if isa == "vnni":
-        return _x86(builder, "llvm.x86.avx512.vpdpbusd.512", _INTS, acc, unsigned, signed)
+        return call_intrinsic(builder, "llvm.x86.avx512.vpdpbusd.512", _INTS, acc, unsigned, signed)
     wide = ir.VectorType(_I32, STEP_BYTES)
     products = builder.mul(builder.zext(builder.bitcast(unsigned, _BYTES), wide),
                            builder.sext(builder.bitcast(signed, _BYTES), wide))

@@ -21,6 +21,8 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from quantbench.kernels.common.numba_target import call_intrinsic, target_features
+
 LANES = 16
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
@@ -199,13 +201,7 @@ def _selected_levels(builder, levels_ptr, depth):
 def planes_isa(context) -> str:
     """How planes_to_f32 turns bit planes into levels on the CPU numba compiles for: "gfni" where
     there is AVX-512 (BW, VBMI) with GFNI, else "select" (generic IR)."""
-    features = getattr(context.codegen(), "_tm_features", "").split(",")
-    return "gfni" if all(f"+{f}" in features for f in ("avx512f", "avx512bw", "avx512vbmi", "gfni")) else "select"
-
-
-def _x86(builder, name, result, *args):
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(result, [a.type for a in args]), name)
-    return builder.call(fn, list(args))
+    return "gfni" if {"avx512f", "avx512bw", "avx512vbmi", "gfni"} <= target_features(context) else "select"
 
 
 _BYTES64 = ir.VectorType(ir.IntType(8), 64)
@@ -230,11 +226,12 @@ def _gfni_chunk(builder, src_row, plane_stride, depth, chunk, table, scale_v, ds
         ir.Constant(ir.VectorType(_I32, 64), [8 * (7 - b) + i if 7 - b < depth else zero_byte
                                              for i in range(8) for b in range(8)]))
     units = ir.Constant(_BYTES64, [1 << (b % 8) for b in range(64)])
-    codes = _x86(builder, "llvm.x86.vgf2p8affineqb.512", _BYTES64, units, matrix, ir.Constant(ir.IntType(8), 0))
+    codes = call_intrinsic(builder, "llvm.x86.vgf2p8affineqb.512", _BYTES64, units, matrix,
+                           ir.Constant(ir.IntType(8), 0))
     for q in range(4):
         sixteen = builder.shuffle_vector(codes, ir.Constant(_BYTES64, ir.Undefined),
                                          ir.Constant(ir.VectorType(_I32, LANES), list(range(16 * q, 16 * q + 16))))
-        levels = _x86(builder, "llvm.x86.avx512.permvar.sf.512", _FLOATS, table,
+        levels = call_intrinsic(builder, "llvm.x86.avx512.permvar.sf.512", _FLOATS, table,
                       builder.zext(sixteen, ir.VectorType(_I32, LANES)))
         _store16(builder, builder.fmul(levels, scale_v), dst_row,
                  builder.add(builder.mul(chunk, _const(64)), _const(16 * q)))
