@@ -8,29 +8,9 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from quantbench.kernels.common.numba_row_math import aligned_zeros, lanes_max, tile_axpy, tile_dots
+from quantbench.kernels.common.numba_row_math import aligned_zeros, lanes_max, tile_axpy_n, tile_dots, tile_dots_n
 
 RNG = np.random.default_rng(11)
-
-
-@njit
-def _dots(nq, q, q_off, q_stride, tile, tile_off, width, out, out_off, out_stride):
-    if nq == 3:
-        tile_dots(q, q_off, q_stride, 3, tile, tile_off, width, out, out_off, out_stride)
-    elif nq == 2:
-        tile_dots(q, q_off, q_stride, 2, tile, tile_off, width, out, out_off, out_stride)
-    else:
-        tile_dots(q, q_off, q_stride, 1, tile, tile_off, width, out, out_off, out_stride)
-
-
-@njit
-def _axpy(nq, acc, acc_off, acc_stride, p, p_off, p_stride, tile, tile_off, width):
-    if nq == 3:
-        tile_axpy(acc, acc_off, acc_stride, 3, p, p_off, p_stride, tile, tile_off, width)
-    elif nq == 2:
-        tile_axpy(acc, acc_off, acc_stride, 2, p, p_off, p_stride, tile, tile_off, width)
-    else:
-        tile_axpy(acc, acc_off, acc_stride, 1, p, p_off, p_stride, tile, tile_off, width)
 
 
 @njit
@@ -54,7 +34,7 @@ def test_tile_dots_scores_8_rows_of_each_query_into_its_own_lanes(width, nq):
     q_stride, out_stride = width + 3, 11
     q, tile = _floats(5 + nq * q_stride), _floats(8 * width + 7)
     out = np.full(3 + nq * out_stride, np.nan, np.float32)
-    _dots(nq, q, 5, q_stride, tile, 7, width, out, 3, out_stride)
+    tile_dots_n(q, 5, q_stride, nq, tile, 7, width, out, 3, out_stride)
     rows = tile[7:7 + 8 * width].reshape(8, width).astype(np.float64)
     for j in range(nq):
         at = 3 + j * out_stride
@@ -74,7 +54,7 @@ def test_tile_axpy_adds_the_weighted_rows_of_each_query_and_nothing_past_them(wi
     for j in range(nq):
         at = 2 + j * acc_stride
         want[at:at + width] += p[1 + j * p_stride:17 + j * p_stride].astype(np.float64) @ rows
-    _axpy(nq, acc, 2, acc_stride, p, 1, p_stride, tile, 7, width)
+    tile_axpy_n(acc, 2, acc_stride, nq, p, 1, p_stride, tile, 7, width)
     np.testing.assert_allclose(acc, want, rtol=1e-5, atol=1e-5)
     untouched = np.ones(acc.size, bool)
     for j in range(nq):
@@ -98,7 +78,7 @@ def test_aligned_zeros_start_on_a_cache_line():
 
 def test_row_math_names_a_wrong_array():
     with pytest.raises(TypingError, match="C-contiguous float32"):
-        _dots(1, np.zeros(16), 0, 0, np.zeros(128, np.float32), 0, 16, np.zeros(8, np.float32), 0, 0)
+        tile_dots_n(np.zeros(16), 0, 0, 1, np.zeros(128, np.float32), 0, 16, np.zeros(8, np.float32), 0, 0)
     with pytest.raises(TypingError, match="C-contiguous float32"):
         _max(np.zeros(32, np.float32)[::2], 0, 16, np.float32(0.0))
 

@@ -52,8 +52,8 @@ from quantbench.kernels.common.numba_row_math import (
     MAX_QUERIES,
     aligned_zeros,
     lanes_max,
-    tile_axpy,
-    tile_dots,
+    tile_axpy_n,
+    tile_dots_n,
 )
 from quantbench.kernels.common.numba_row_math import ROWS as AXPY_ROWS
 from quantbench.kernels.registry import variant
@@ -130,8 +130,8 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
         for r in range(rows):
             for q0 in range(0, Q, MAX_QUERIES):
                 for part in range(0, TILE, DOT_ROWS):
-                    _score_rows(min(MAX_QUERIES, Q - q0), qx, ((r0 + r) * Q + q0) * W, tile, (r * TILE + part) * W,
-                                W, scores, (r * Q + q0) * TILE + part)
+                    tile_dots_n(qx, ((r0 + r) * Q + q0) * W, W, min(MAX_QUERIES, Q - q0), tile,
+                                (r * TILE + part) * W, W, scores, (r * Q + q0) * TILE + part, TILE)
             for qi in range(Q):
                 at = (r * Q + qi) * TILE
                 for t in range(max(0, min(count, seen[qi] - t0)), TILE):
@@ -151,36 +151,14 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
         for r in range(rows):  # a query that has seen no position yet has zero weights here
             for q0 in range(0, Q, MAX_QUERIES):
                 for part in range(0, TILE, AXPY_ROWS):
-                    _add_rows(min(MAX_QUERIES, Q - q0), acc, (r * Q + q0) * W, scores, (r * Q + q0) * TILE + part,
-                              tile, (r * TILE + part) * W, W)
+                    tile_axpy_n(acc, (r * Q + q0) * W, W, min(MAX_QUERIES, Q - q0), scores,
+                                (r * Q + q0) * TILE + part, TILE, tile, (r * TILE + part) * W, W)
     for r in range(rows):
         for qi in range(Q):
             m_out[r0 + r, sp, qi] = m[r, qi]
             l_out[r0 + r, sp, qi] = l[r, qi]
             for i in range(W):
                 acc_out[r0 + r, sp, qi, i] = acc[(r * Q + qi) * W + i]
-
-
-@njit(cache=True, inline="always")
-def _score_rows(nq, qx, q_off, tile, tile_off, W, scores, out_off):
-    """tile_dots for nq (1..MAX_QUERIES) consecutive queries: the count must reach it as a constant."""
-    if nq == 3:
-        tile_dots(qx, q_off, W, 3, tile, tile_off, W, scores, out_off, TILE)
-    elif nq == 2:
-        tile_dots(qx, q_off, W, 2, tile, tile_off, W, scores, out_off, TILE)
-    else:
-        tile_dots(qx, q_off, W, 1, tile, tile_off, W, scores, out_off, TILE)
-
-
-@njit(cache=True, inline="always")
-def _add_rows(nq, acc, acc_off, scores, p_off, tile, tile_off, W):
-    """tile_axpy for nq (1..MAX_QUERIES) consecutive queries, as _score_rows."""
-    if nq == 3:
-        tile_axpy(acc, acc_off, W, 3, scores, p_off, TILE, tile, tile_off, W)
-    elif nq == 2:
-        tile_axpy(acc, acc_off, W, 2, scores, p_off, TILE, tile, tile_off, W)
-    else:
-        tile_axpy(acc, acc_off, W, 1, scores, p_off, TILE, tile, tile_off, W)
 
 
 @njit(cache=True)

@@ -12,12 +12,14 @@ scalar epilogues. These take tiles of rows and up to MAX_QUERIES queries at a ti
 - tile_axpy keeps the accumulators' chunks in registers over the 16 rows and writes them once,
   where a per-row update loads and stores them for every row.
 
-Both load each chunk of a row once for all their queries: the kernels had been bounded by those
-loads (one per FMA), not by the FMAs. LLVM lowers the vectors to zmm where there is AVX-512. A tile
-is DOT_ROWS (tile_dots) or ROWS (tile_axpy) rows of `width` values,
-consecutive in a C-contiguous float32 array from a flat element offset; width must be a multiple of
-16 (every native row width is: block formats hold 32 values a block, turbo rows 16 a bit-plane
-word). Offsets and widths are not bounds-checked: the callers compute them from their arrays' shapes.
+tile_dots_n and tile_axpy_n take a query count known only at run time (the kernels' Q is a
+runtime value; the intrinsics need a constant to hold their sums in registers). Both load each
+chunk of a row once for all their queries: the kernels had been bounded by those loads (one per
+FMA), not by the FMAs. LLVM lowers the vectors to zmm where there is AVX-512. A tile is DOT_ROWS
+(tile_dots) or ROWS (tile_axpy) rows of `width` values, consecutive in a C-contiguous float32 array
+from a flat element offset; width must be a multiple of 16 (every native row width is: block
+formats hold 32 values a block, turbo rows 16 a bit-plane word). Offsets and widths are not
+bounds-checked: the callers compute them from their arrays' shapes.
 """
 from __future__ import annotations
 
@@ -243,3 +245,25 @@ def lanes_max(typingctx, x, x_off, n, start):
         return builder.call(reduce, [builder.load(top)], fastmath=("nnan",))  # a tree: the lanes hold no NaN
 
     return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def tile_dots_n(q, q_off, q_stride, nq, tile, tile_off, width, out, out_off, out_stride):
+    """tile_dots for a query count nq (1..MAX_QUERIES) known only at run time."""
+    if nq == 3:
+        tile_dots(q, q_off, q_stride, 3, tile, tile_off, width, out, out_off, out_stride)
+    elif nq == 2:
+        tile_dots(q, q_off, q_stride, 2, tile, tile_off, width, out, out_off, out_stride)
+    else:
+        tile_dots(q, q_off, q_stride, 1, tile, tile_off, width, out, out_off, out_stride)
+
+
+@njit(cache=True, inline="always")
+def tile_axpy_n(acc, acc_off, acc_stride, nq, p, p_off, p_stride, tile, tile_off, width):
+    """tile_axpy for a query count nq (1..MAX_QUERIES) known only at run time."""
+    if nq == 3:
+        tile_axpy(acc, acc_off, acc_stride, 3, p, p_off, p_stride, tile, tile_off, width)
+    elif nq == 2:
+        tile_axpy(acc, acc_off, acc_stride, 2, p, p_off, p_stride, tile, tile_off, width)
+    else:
+        tile_axpy(acc, acc_off, acc_stride, 1, p, p_off, p_stride, tile, tile_off, width)
