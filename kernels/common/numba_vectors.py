@@ -261,6 +261,7 @@ def planes_to_f32(typingctx, src, src_off, src_stride, scales, sc_off, sc_stride
         stride = args[12]
         levels_ptr = context.make_array(signature.args[14])(context, builder, args[14]).data
         width = rows.args["per_row"]
+        level = _selected_levels(builder, levels_ptr, depth)
 
         def select_row(t, src_row, scales_row, dst_row):
             scale_v = _splat(builder, rows.scale(scales_row, _const(0)))
@@ -274,7 +275,6 @@ def planes_to_f32(typingctx, src, src_off, src_stride, scales, sc_off, sc_stride
                 _store16(builder, builder.fmul(level(masks), scale_v), dst_row, builder.mul(loop.index, _const(LANES)))
 
         if planes_isa(context) != "gfni":
-            level = _selected_levels(builder, levels_ptr, depth)
             rows.loop(select_row)
             return context.get_dummy_value()
         table = builder.load(builder.bitcast(levels_ptr, _FLOATS.as_pointer()), align=4)
@@ -289,7 +289,6 @@ def planes_to_f32(typingctx, src, src_off, src_stride, scales, sc_off, sc_stride
             with chunks_of_64:
                 rows.loop(gfni_row)
             with otherwise:
-                level = _selected_levels(builder, levels_ptr, depth)
                 rows.loop(select_row)
         return context.get_dummy_value()
 
