@@ -81,6 +81,21 @@ def test_numba_paths_equal_the_numpy_reference(k, L):
         assert np.array_equal(trellis.encode(x, table, t, encoder), tcq_numba.encode_paths(x, table, t, encoder))
 
 
+@pytest.mark.parametrize("groups", [1, tcq_numba.SEARCH_BATCH - 1, tcq_numba.SEARCH_BATCH + 1,
+                                    2 * tcq_numba.SEARCH_BATCH + 3])
+def test_numba_paths_equal_the_reference_across_search_batches(groups):
+    """Groups are searched SEARCH_BATCH at a time, their tracebacks interleaved: a last, partial
+    batch, and the free and fixed-overlap searches, give the reference's paths."""
+    t = Trellis(3, 9)
+    table = trellis.random_code(9)
+    x = gaussian(groups, 64, seed=groups)
+    assert np.array_equal(trellis.encode_viterbi(x, table, t), tcq_numba.encode_paths(x, table, t, "viterbi"))
+    overlaps = np.random.default_rng(groups).integers(0, t.n_prev, groups)
+    assert np.array_equal(trellis.viterbi_path(x, table, t, overlaps),
+                          tcq_numba.viterbi_paths(x, table, 3, 9, overlaps, True))
+    assert np.array_equal(trellis.viterbi_path(x, table, t), tcq_numba.viterbi_paths(x, table, 3, 9, overlaps, False))
+
+
 @pytest.mark.parametrize("k,L", [(3, 9), (2, 9), (3, 7)])
 def test_numba_paths_break_ties_as_the_numpy_reference(k, L):
     """A table of eight distinct levels repeated, and inputs on them: equal costs everywhere, where

@@ -19,7 +19,13 @@ import numpy as np
 from numba import njit, prange
 
 from quantbench.kernels.common.numba_f16 import f32_to_f16_bits
-from quantbench.kernels.formats.trellis_numba import greedy_group, pack_group, viterbi_tailbiting_group
+from quantbench.kernels.formats.trellis_numba import (
+    SEARCH_BATCH,
+    greedy_group,
+    pack_group,
+    search_scratch,
+    viterbi_tailbiting_batch,
+)
 from quantbench.kernels.fwht.numba import fwht_lanes
 
 
@@ -59,18 +65,21 @@ def _encode_range(first, last, x, signs, rotate, lanes, table, levels, k, L, gre
     g = x.shape[1]
     v = np.empty((lanes, g), np.float32)
     norm = np.empty(lanes, np.float64)
-    states = np.empty(g, np.int32)
-    history = np.empty((g + 1, 1 << (L - k)), np.float32)
-    rotated = np.empty(g, np.float32)
+    paths = np.empty((lanes, g), np.int32)
+    scratch = search_scratch(SEARCH_BATCH, g, k, L)
     worst = 0.0
     for base in range(first, last, lanes):
         count = min(lanes, last - base)
         trellis_inputs(x[base:base + count], signs, rotate, lanes, v, norm)
+        if greedy:
+            for lane in range(count):
+                greedy_group(v[lane], table, k, L, paths[lane])
+        else:
+            for lo in range(0, count, SEARCH_BATCH):
+                hi = min(count, lo + SEARCH_BATCH)
+                viterbi_tailbiting_batch(v[lo:hi], table, k, L, scratch, paths[lo:hi])
         for lane in range(count):
-            if greedy:
-                greedy_group(v[lane], table, k, L, states)
-            else:
-                viterbi_tailbiting_group(v[lane], table, k, L, history, rotated, states)
+            states = paths[lane]
             pack_group(states, k, codes[base + lane])
             stored = norm[lane]
             if norm_correction:

@@ -12,7 +12,7 @@ from quantbench.kernels.errors import FormatError
 from quantbench.kernels.formats.trellis import ENCODERS, Trellis
 from quantbench.kernels.formats.trellis_vectors import viterbi_step
 
-TASKS = 64  # prange tasks per call: each allocates its scratch once and takes every TASKS-th group
+TASKS = 64  # prange tasks per call: each allocates its scratch once and takes every TASKS-th batch
 
 
 @njit(cache=True)
@@ -35,54 +35,119 @@ def _cheapest_predecessor(history, table, x, t, u, P, K, k):
     s = u
     d = x[t] - table[s]
     low = history[t, s >> k] + d * d
+    stride = P >> k if P >= K else 0  # where 2^k divides P, candidate j's overlap is (u >> k) + j * P / 2^k
     for j in range(1, K):
         candidate = u + j * P
         d = x[t] - table[candidate]
-        c = history[t, candidate >> k] + d * d
+        c = history[t, (u >> k) + j * stride if stride else candidate >> k] + d * d
         take = c < low
         s = candidate if take else s
         low = c if take else low
     return s
 
 
-@njit(cache=True)
-def _viterbi(x, table, k, L, overlap, history, out):
-    """Exact minimum-distortion path of one group into `out`. overlap < 0: free first and last
-    state; else both end in these L-k bits. `history` [T + 1, 2^(L-k)] float32 is scratch.
+SEARCH_BATCH = 4  # groups searched together: their tracebacks interleave (see _search)
 
-    Row t of history holds, per overlap u, the least cost of the states u + j*P (P = 2^(L-k))
-    at value t-1 (row 0: of the state before the first value, free or any ending in the
-    overlap). The forward pass keeps no back pointers: tracking each minimum's j doubled the
-    vector work of a step, so the traceback recomputes the 2^k candidate costs of the one state
-    it follows at each step and takes the first minimum, as the forward pass did."""
-    T = x.shape[0]
+
+@njit(cache=True, inline="always")
+def _forward(x, table, k, L, overlap, history):
+    """Rows 0..T of one group's `history` [T + 1, 2^(L-k)]. overlap < 0: free first state; else
+    the state before the first value ends in these L-k bits.
+
+    Row t holds, per overlap u, the least cost of the states u + j*P (P = 2^(L-k)) at value t-1
+    (row 0: of the state before the first value). No back pointers are kept: tracking each
+    minimum's j doubled the vector work of a step, so the traceback recomputes the 2^k candidate
+    costs of the one state it follows at each step and takes the first minimum, as this pass did."""
     P = 1 << (L - k)
-    K = 1 << k
     for u in range(P):
         history[0, u] = 0.0 if (overlap < 0 or u == overlap) else np.inf
-    for t in range(T):
+    for t in range(x.shape[0]):
         if L == 9 and k == 3:  # the shipped formats' trellises: the explicit-SIMD step
             viterbi_step(history, table, x[t], t, 9, 3)
         elif L == 9 and k == 2:
             viterbi_step(history, table, x[t], t, 9, 2)
         else:
-            _step(x[t], table, history[t], history[t + 1], P, K, k)
-    if overlap >= 0:  # the last state ends in the overlap: one of overlap + j*P
-        s = _cheapest_predecessor(history, table, x, T - 1, overlap, P, K, k)
-    else:  # the first state, in state order, of the least cost (state 0 if every cost is NaN)
-        low = history[T, 0]
-        for u in range(1, P):
-            low = history[T, u] if history[T, u] < low else low
-        s = -1
-        for u in range(P):
-            if history[T, u] == low:
-                candidate = _cheapest_predecessor(history, table, x, T - 1, u, P, K, k)
-                s = candidate if (s < 0 or candidate < s) else s
-        s = max(s, 0)
-    for t in range(T - 1, 0, -1):
-        out[t] = s
-        s = _cheapest_predecessor(history, table, x, t - 1, s >> k, P, K, k)
-    out[0] = s
+            _step(x[t], table, history[t], history[t + 1], P, 1 << k, k)
+
+
+@njit(cache=True, inline="always")
+def _last_state(x, table, k, L, overlap, history):
+    """The path's last state from a full `history`: with an overlap, the cheapest state ending in
+    it; free, the first state in state order of the least cost (state 0 if every cost is NaN)."""
+    T = x.shape[0]
+    P, K = 1 << (L - k), 1 << k
+    if overlap >= 0:
+        return _cheapest_predecessor(history, table, x, T - 1, overlap, P, K, k)
+    low = history[T, 0]
+    for u in range(1, P):
+        low = history[T, u] if history[T, u] < low else low
+    s = -1
+    for u in range(P):
+        if history[T, u] == low:
+            candidate = _cheapest_predecessor(history, table, x, T - 1, u, P, K, k)
+            s = candidate if (s < 0 or candidate < s) else s
+    return max(s, 0)
+
+
+@njit(cache=True)
+def _search(x, table, k, L, overlaps, stop, histories, states, out):
+    """Exact minimum-distortion paths of the groups x [B, T], each with its overlap (< 0: free
+    first and last state; else both end in these L-k bits), into out [B, T] from value `stop` on
+    (the values before it are left as they were). histories [B, T + 1, 2^(L-k)] float32 and
+    states [B] are scratch.
+
+    A traceback step is a chain of dependent loads, subtractions and compares, about 60 cycles
+    long for a 512-state trellis and a few instructions wide: one group's traceback took a third
+    of the search. The B groups' tracebacks step together, so the core runs their chains side by
+    side."""
+    for b in range(x.shape[0]):
+        _forward(x[b], table, k, L, overlaps[b], histories[b])
+        states[b] = _last_state(x[b], table, k, L, overlaps[b], histories[b])
+    if L == 9 and k == 3:  # constants: the candidate loop unrolls and the indices need no wraparound
+        _traceback(x, table, stop, histories, states, out, 64, 8, 3)
+    elif L == 9 and k == 2:
+        _traceback(x, table, stop, histories, states, out, 128, 4, 2)
+    else:
+        _traceback(x, table, stop, histories, states, out, 1 << (L - k), 1 << k, k)
+
+
+@njit(cache=True, inline="always")
+def _traceback(x, table, stop, histories, states, out, P, K, k):
+    """out[:, stop:] of _search, from each group's last state in `states`."""
+    B, T = x.shape
+    for t in range(T - 1, stop, -1):
+        for b in range(B):
+            s = states[b]
+            out[b, t] = s
+            states[b] = _cheapest_predecessor(histories[b], table, x[b], t - 1, (s >> k) & (P - 1), P, K, k)
+    for b in range(B):
+        out[b, stop] = states[b]
+
+
+@njit(cache=True)
+def search_scratch(batch, T, k, L):
+    """Scratch of viterbi_tailbiting_batch for up to `batch` groups of T values."""
+    return (np.empty((batch, T + 1, 1 << (L - k)), np.float32), np.empty((batch, T), np.float32),
+            np.empty(batch, np.int64), np.empty(batch, np.int64))
+
+
+@njit(cache=True)
+def viterbi_tailbiting_batch(x, table, k, L, scratch, out):
+    """Tail-biting paths of the groups x [B, T] into out [B, T] (B at most the scratch's batch):
+    the overlap from a free pass over each group rotated by half (traced back only to the wrap
+    point, the one state it needs), then the exact search for that overlap."""
+    histories, rotated, states, overlaps = scratch
+    B, T = x.shape
+    half = T // 2
+    for b in range(B):
+        for i in range(T):  # a loop: numba's slice assignment costs about a microsecond here
+            rotated[b, i] = x[b, (i + half) % T]
+        overlaps[b] = -1
+    wrap = T - half - 1
+    _search(rotated[:B], table, k, L, overlaps, wrap, histories, states, out)
+    for b in range(B):
+        overlaps[b] = out[b, wrap] & ((1 << (L - k)) - 1)
+    _search(x, table, k, L, overlaps, 0, histories, states, out)
 
 
 @njit(parallel=True, cache=True)
@@ -90,38 +155,30 @@ def viterbi_paths(x, table, k, L, overlaps, constrained):
     """Exact paths of groups x [G, T]; constrained: overlaps[g] fixes group g's overlap."""
     G, T = x.shape
     out = np.empty((G, T), np.int32)
-    tasks = min(G, TASKS)
+    batches = (G + SEARCH_BATCH - 1) // SEARCH_BATCH
+    tasks = min(batches, TASKS)
     for task in prange(tasks):
-        history = np.empty((T + 1, 1 << (L - k)), np.float32)
-        for g in range(task, G, tasks):
-            _viterbi(x[g], table, k, L, overlaps[g] if constrained else -1, history, out[g])
+        histories, _, states, fixed = search_scratch(SEARCH_BATCH, T, k, L)
+        for batch in range(task, batches, tasks):
+            lo, hi = batch * SEARCH_BATCH, min(G, (batch + 1) * SEARCH_BATCH)
+            for b in range(hi - lo):
+                fixed[b] = overlaps[lo + b] if constrained else -1
+            _search(x[lo:hi], table, k, L, fixed, 0, histories, states, out[lo:hi])
     return out
-
-
-@njit(cache=True)
-def viterbi_tailbiting_group(x, table, k, L, history, rotated, out):
-    """Tail-biting path of one group into `out`: overlap from the half-rotated free pass, then the
-    exact search for it. `history` [T + 1, 2^(L-k)] float32 and `rotated` [T]: scratch."""
-    T = x.shape[0]
-    half = T // 2
-    for i in range(T):  # a loop: numba's slice assignment costs about a microsecond here
-        rotated[i] = x[(i + half) % T]
-    _viterbi(rotated, table, k, L, -1, history, out)
-    overlap = out[T - half - 1] & ((1 << (L - k)) - 1)
-    _viterbi(x, table, k, L, overlap, history, out)
 
 
 @njit(parallel=True, cache=True)
 def viterbi_tailbiting(x, table, k, L):
-    """Tail-biting paths of groups x [G, T] (viterbi_tailbiting_group, parallel over groups)."""
+    """Tail-biting paths of groups x [G, T] (viterbi_tailbiting_batch, parallel over batches)."""
     G, T = x.shape
     out = np.empty((G, T), np.int32)
-    tasks = min(G, TASKS)
+    batches = (G + SEARCH_BATCH - 1) // SEARCH_BATCH
+    tasks = min(batches, TASKS)
     for task in prange(tasks):
-        history = np.empty((T + 1, 1 << (L - k)), np.float32)
-        rotated = np.empty(T, np.float32)
-        for g in range(task, G, tasks):
-            viterbi_tailbiting_group(x[g], table, k, L, history, rotated, out[g])
+        scratch = search_scratch(SEARCH_BATCH, T, k, L)
+        for batch in range(task, batches, tasks):
+            lo, hi = batch * SEARCH_BATCH, min(G, (batch + 1) * SEARCH_BATCH)
+            viterbi_tailbiting_batch(x[lo:hi], table, k, L, scratch, out[lo:hi])
     return out
 
 
@@ -176,14 +233,18 @@ def greedy_tailbiting(x, table, k, L):
 
 @njit(cache=True, inline="always")
 def pack_group(states, k, out):
-    """One group's states [T] -> its stream `out` [T*k/8] uint8, each state's low k bits MSB-first."""
-    out[:] = 0
+    """One group's states [T] -> its stream `out` [T*k/8] uint8, each state's low k bits MSB-first
+    (T*k is whole bytes: Trellis.check_length)."""
+    bits = 0
+    held = 0
+    byte = 0
     for t in range(states.shape[0]):
-        sym = states[t]
-        for i in range(k):
-            if (sym >> (k - 1 - i)) & 1:
-                p = k * t + i
-                out[p >> 3] |= np.uint8(1 << (7 - (p & 7)))
+        bits = ((bits << k) | (states[t] & ((1 << k) - 1))) & 0xFFFF
+        held += k
+        if held >= 8:
+            held -= 8
+            out[byte] = np.uint8((bits >> held) & 0xFF)
+            byte += 1
 
 
 @njit(parallel=True, cache=True)
