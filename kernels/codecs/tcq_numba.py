@@ -9,6 +9,7 @@ import torch
 from numba import njit, prange
 
 from quantbench.kernels.codecs.cache_codecs import PARALLEL_MIN_ROWS, BoundCodec, cache_codec, threads_for
+from quantbench.kernels.codecs.rotated_rows_numba import tcq_rows
 from quantbench.kernels.codecs.tcq_numba_encode import tcq_encode_parallel, tcq_encode_serial
 from quantbench.kernels.common.numba_f16 import f16_bits_to_f32
 from quantbench.kernels.formats import FormatError
@@ -65,7 +66,7 @@ def dequantize_tcq_numba(case):
 @cache_codec("numba/tcq", serves=is_tcq)
 def _tcq_cache(fmt, dim: int):
     """The KV-cache codec (kernels/codecs/cache_codecs.py): the fused encode of tcq_numba_encode.py
-    straight into the store's fields, and decode_groups into the read buffer."""
+    straight into the store's fields, and tcq_rows (rotated_rows_numba.py) into the read buffer."""
     g = fmt.group_for(dim)
     levels, signs = fmt.levels(g), fmt.sign_vector(g).numpy()
     table = fmt.table
@@ -88,8 +89,7 @@ def _tcq_cache(fmt, dim: int):
         def decode(length, out):
             n = length * per_position
             with threads_for(length * rows):
-                decode_groups(codes[:n], norm_bits[:n], levels, signs, fmt.trellis.k,
-                              fmt.trellis.L, fmt.rotate, LANES, out.view(-1, g).numpy())
+                tcq_rows(codes[:n], norm_bits[:n], fmt.trellis.k, levels, signs, fmt.rotate, out.view(-1, g).numpy())
 
         return BoundCodec(encode, decode)
 

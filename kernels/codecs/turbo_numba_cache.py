@@ -1,5 +1,6 @@
 """KV-cache codecs (kernels/codecs/cache_codecs.py) for turbo2, turbo3, turbo4 and turbo4_mse: the
-numba kernels of turbo_numba.py writing into and reading from the store's own tensors."""
+numba kernels of turbo_numba.py writing into the store's own tensors, and rotated_rows_numba.py's
+reading from them."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import torch
 
 from quantbench.kernels.codecs.blocks_numba_cache import position_blocks, raise_on_overflow
 from quantbench.kernels.codecs.cache_codecs import BoundCodec, cache_codec, threads_for
-from quantbench.kernels.codecs.turbo_numba import FORMATS, turbo_dequantize, turbo_quantize
+from quantbench.kernels.codecs.rotated_rows_numba import padded_codebook, turbo_rows
+from quantbench.kernels.codecs.turbo_numba import FORMATS, turbo_quantize
 from quantbench.kernels.formats.turbo import qjl_matrix
 from quantbench.kernels.fwht.numba import LANES
 
@@ -20,6 +22,7 @@ def _half_bits(t: torch.Tensor) -> np.ndarray:
 def _turbo(fmt, dim: int):
     g = fmt.group_for(dim)
     signs, levels, bounds = fmt.sign_vector(g).numpy(), fmt.codebook(g).numpy(), fmt.boundaries(g).numpy()
+    row_levels = padded_codebook(levels)
     smat_t = np.ascontiguousarray(qjl_matrix(g).double().numpy().T) if fmt.qjl else np.empty((0, 0), np.float64)
 
     def bind(fields):
@@ -45,8 +48,7 @@ def _turbo(fmt, dim: int):
         def decode(length, out):
             n = length * per_position
             with threads_for(length * rows):
-                turbo_dequantize(codes[:n], norms[:n], LANES, signs, fmt.rotate, levels, qjl, rnorms,
-                                 np.empty((0, 0), np.float32), np.float32(0.0), out.view(-1, g).numpy())
+                turbo_rows(codes[:n], norms[:n], row_levels, signs, fmt.rotate, out.view(-1, g).numpy())
 
         # turbo4's decode sums S^T sign(S r) in another order than torch's matmul: not bit for bit,
         # so its reads stay on the torch code.
