@@ -9,7 +9,7 @@ from numba.core.registry import cpu_target
 
 from quantbench.kernels.common import numba_vectors
 from quantbench.kernels.common.numba_f16 import f16_table
-from quantbench.kernels.common.numba_vectors import int8_to_f32, nibbles_to_f32, planes_to_f32, trellis_to_f32
+from quantbench.kernels.common.numba_vectors import int8_to_f32, nibbles_to_f32, planes_to_f32
 
 RNG = np.random.default_rng(7)
 SRC = RNG.integers(0, 256, 400, dtype=np.uint8)
@@ -141,27 +141,3 @@ def test_the_decoders_name_a_wrong_array_or_a_bits_count_not_known_at_compile_ti
 
     with pytest.raises(TypingError, match="bits must be a constant 1..4"):
         runtime_bits(3)
-
-
-@njit
-def _trellis(src, off, window, levels, mask, scale, dst, dst_off, count, k):
-    if k == 2:
-        trellis_to_f32(src, off, 2, window, levels, mask, scale, dst, dst_off, count)
-    else:
-        trellis_to_f32(src, off, 3, window, levels, mask, scale, dst, dst_off, count)
-
-
-@pytest.mark.parametrize("k", [2, 3])
-def test_trellis_to_f32_reads_each_value_through_the_shift_register(k):
-    L, count, off = 9, 24, 5
-    levels = RNG.standard_normal(1 << L).astype(np.float32)
-    window = 0b1011001110101  # the bits before the first value: only the low L count
-    dst = np.full(count + 4, np.nan, np.float32)
-    _trellis(SRC, off, window, levels, (1 << L) - 1, np.float32(0.5), dst, 2, count, k)
-    bits = "".join(f"{b:08b}" for b in SRC[off:off + count * k // 8])  # most significant first
-    state, want = window, []
-    for j in range(count):
-        state = ((state << k) | int(bits[j * k:(j + 1) * k], 2)) & ((1 << L) - 1)
-        want.append(np.float32(0.5) * levels[state])
-    np.testing.assert_array_equal(dst[2:2 + count], np.array(want, np.float32))
-    assert np.isnan(dst[:2]).all() and np.isnan(dst[2 + count:]).all()

@@ -5,7 +5,8 @@ bytes] views of kernels/attention/layout.NativePlan.rows (C-contiguous). Rows of
 positions are decoded into a flat float32 buffer from an offset, a row every `stride` values, the
 plan's width of values each (never the whole cache): blocks as scale * code (+ min), turbo as
 norm * codebook level in the rotated domain, turbo4 followed by its QJL signs times qjl_scale *
-residual norm. The codes go through the explicit-SIMD decoders of kernels/common/numba_vectors.py,
+residual norm. The codes go through the explicit-SIMD decoders of kernels/common/numba_vectors.py
+(numba_trellis.py for the TCQ formats),
 each looping over the rows itself; fp16 scales come from a 64K-entry float32 table. decode_rows
 compiles to one decoder per format kind and bit width, so a kernel inlines and types only its
 format's code: the q8_0 native kernel compiled in 4.5 s instead of 8.4 when the IR of all six
@@ -21,7 +22,8 @@ from numba.extending import overload
 
 from quantbench.kernels.attention.layout import KIND_Q4_1, KIND_Q8_0, KIND_TCQ, KIND_TURBO
 from quantbench.kernels.common.numba_f16 import f16_table
-from quantbench.kernels.common.numba_vectors import int8_to_f32, nibbles_to_f32, planes_to_f32, trellis_to_f32
+from quantbench.kernels.common.numba_trellis import trellis_to_f32
+from quantbench.kernels.common.numba_vectors import int8_to_f32, nibbles_to_f32, planes_to_f32
 
 F16 = f16_table()  # a module-level array: numba compiles it in as a constant
 
@@ -111,14 +113,12 @@ def _decode_q4_0(kind, bits, codes, extra, s1, s2, pos, count, r, dim, cg, level
 
 def _decode_tcq(kind, bits, codes, extra, s1, s2, pos, count, r, dim, cg, levels, qjl_coef, out, at, stride):
     """Trellis (turbo*_tcq): per group of cg values a bit stream of bits (k) bits a value, read by an
-    L-bit shift register (levels holds its 2^L states' levels, L <= 24) that starts as the stream's
-    last L bits (the tail-biting wrap); level x norm, in the rotated domain (trellis_to_f32)."""
-    mask = levels.shape[0] - 1
-    last = codes.shape[3] - 1
-    for t in range(count):
-        first = _row_start(codes, pos + t, r)
-        for grp in range(dim // cg):
-            wrap = (np.int64(codes[pos + t, r, grp, last - 2]) << 16) | \
-                (np.int64(codes[pos + t, r, grp, last - 1]) << 8) | codes[pos + t, r, grp, last]  # the last 24 bits
-            trellis_to_f32(codes, first + grp * codes.shape[3], bits, wrap, levels, mask, F16[s1[pos + t, r, grp]],
-                           out, at + t * stride + grp * cg, cg)
+    L-bit shift register (levels holds its 2^L states' levels) that starts as the stream's last bits
+    (the tail-biting wrap); level x norm, in the rotated domain, a code group of every row per call
+    (numba_trellis.trellis_to_f32)."""
+    nbytes = codes.shape[3]
+    first, step = _row_start(codes, pos, r), _position_stride(codes)
+    norms, norm_step = _row_start(s1, pos, r), _position_stride(s1)
+    for grp in range(dim // cg):
+        trellis_to_f32(codes, first + grp * nbytes, step, s1, norms + grp, norm_step, F16, cg, count, out,
+                       at + grp * cg, stride, bits, levels)

@@ -2,15 +2,15 @@
 turbo4_mse) and the TCQ formats.
 
 Each group's codes go straight into its output row through the explicit-SIMD decoders of
-kernels/common/numba_vectors.py (norm * level: planes_to_f32 for turbo's bit planes,
-trellis_to_f32 for a trellis stream), and the row is then transformed in vector registers
-(kernels/fwht/numba_row.unrotate_row). The lane-batched kernels (turbo_numba.turbo_dequantize,
+kernels/common (norm * level: numba_vectors.planes_to_f32 for turbo's bit planes,
+numba_trellis.trellis_to_f32 for a trellis stream), and the row is then transformed in vector
+registers (kernels/fwht/numba_row.unrotate_row). The lane-batched kernels (turbo_numba.turbo_dequantize,
 tcq_numba.decode_groups) move every value through a [g, 32] buffer and two transposes; at the
 model's shape (3456 groups of 64, one layer's K at depth 1152) on an AVX-512 Xeon they took 117 and
 157 ns a group on one thread. The float32 operations are the references', in their order, so the
 values are the same bit for bit. The formats' groups (a power of two from 32 to 256 values,
 formats/base.py) all fit: unrotate holds up to 256 values in registers, and a trellis stream of 32
-values has the 3 bytes its shift register starts from (L <= 16, formats/trellis.py).
+values has the 3 bytes its shift register starts from (numba_trellis.WRAP_BITS).
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import torch
 from numba import njit, prange
 
 from quantbench.kernels.common.numba_f16 import f16_table
-from quantbench.kernels.common.numba_vectors import planes_to_f32, trellis_to_f32
+from quantbench.kernels.common.numba_trellis import trellis_to_f32
+from quantbench.kernels.common.numba_vectors import planes_to_f32
 from quantbench.kernels.fwht.numba_row import unrotate
 from quantbench.kernels.registry import variant
 from quantbench.kernels.tcq.spec import is_tcq
@@ -69,30 +70,33 @@ def turbo_rows(codes, norms, levels, signs, rotate, out):
 
 
 @njit(cache=True, inline="always")
-def _trellis(codes, r, k, wrap, levels, mask, norm, out):
+def _trellis(codes, first, count, norms, k, levels, out):
+    """Rows first .. first + count - 1 of tcq_rows, decoded (a literal bit width per branch)."""
+    nb = codes.shape[1]
     g = out.shape[1]
+    src, at = first * nb, first * g
     if k == 3:
-        trellis_to_f32(codes, r * codes.shape[1], 3, wrap, levels, mask, norm, out, r * g, g)
+        trellis_to_f32(codes, src, nb, norms, first, 1, F16, g, count, out, at, g, 3, levels)
     elif k == 2:
-        trellis_to_f32(codes, r * codes.shape[1], 2, wrap, levels, mask, norm, out, r * g, g)
+        trellis_to_f32(codes, src, nb, norms, first, 1, F16, g, count, out, at, g, 2, levels)
     elif k == 4:
-        trellis_to_f32(codes, r * codes.shape[1], 4, wrap, levels, mask, norm, out, r * g, g)
+        trellis_to_f32(codes, src, nb, norms, first, 1, F16, g, count, out, at, g, 4, levels)
     else:
-        trellis_to_f32(codes, r * codes.shape[1], 1, wrap, levels, mask, norm, out, r * g, g)
+        trellis_to_f32(codes, src, nb, norms, first, 1, F16, g, count, out, at, g, 1, levels)
 
 
 @njit(parallel=True, cache=True)
 def tcq_rows(codes, norms, k, levels, signs, rotate, out):
     """codes [G, g*k/8] uint8 (tail-biting streams), norms [G] uint16 (fp16 bits) -> out [G, g]
     float32 = signs * FWHT(norm * levels[state]) (levels: the 2^L states')."""
-    G, nbytes = codes.shape
+    G = codes.shape[0]
     g = out.shape[1]
     scale = np.float32(1.0 / np.sqrt(g))
-    mask = levels.shape[0] - 1
     for task in prange((G + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
-        for r in range(task * ROWS_PER_TASK, min(G, (task + 1) * ROWS_PER_TASK)):
-            wrap = (np.int64(codes[r, nbytes - 3]) << 16) | (np.int64(codes[r, nbytes - 2]) << 8) | codes[r, nbytes - 1]
-            _trellis(codes, r, k, wrap, levels, mask, F16[norms[r]], out)
+        first = task * ROWS_PER_TASK
+        count = min(ROWS_PER_TASK, G - first)
+        _trellis(codes, first, count, norms, k, levels, out)
+        for r in range(first, first + count):
             unrotate(out, r * g, g, scale, signs, rotate)
 
 
