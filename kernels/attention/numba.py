@@ -22,6 +22,11 @@ sparse_v: two passes. Scores of every position go to a [R, Q, ctx] buffer with e
 exp-sum; merged, they give every query's exact softmax normalizer. The value pass then computes
 the final weights and skips a row (no read, no decode) when its weight is below the threshold for
 all Q queries; kept rows accumulate with their final weights (skipped mass is not redistributed).
+Both passes go a tile at a time as native does: keys decoded per tile and scored by tile_dots, the
+weights by the vector exponential, the kept value rows decoded in runs and added by tile_axpy. At
+32K (9 heads, 3 KV heads, dim 64, 2 threads on the AVX-512 Xeon, random data: nothing skipped) a
+call took turbo3 5.1 -> 1.8 ms and q8_0 3.8 -> 1.6 ms against the one-row-per-call loops with
+scalar exponentials (native: 1.1 and 1.0 ms).
 
 FASTMATH lets LLVM reassociate the dot products and sums (any order is covered by the op's
 tolerance) but keeps infinities, which mark masked positions.
@@ -218,69 +223,100 @@ def sparse_passes(kind: int, bits: int):
 @njit(fastmath=FASTMATH, cache=True)
 def _scores_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, levels, qjl_coef, split, scores,
                  m_out, l_out):
-    """Scores of split sp of row group g for every query, with the split's max and exp-sum."""
+    """Scores of split sp of row group g for every query into scores [R, Q, ctx], with the split's
+    max and exp-sum; the key rows decoded and scored a tile at a time, as in _flash_task."""
     R, Q, W = qx.shape
     r0 = g * ROW_GROUP
-    r1 = min(R, r0 + ROW_GROUP)
+    rows = min(R, r0 + ROW_GROUP) - r0
     lo = sp * split
     hi = min(kc.shape[0], lo + split)
-    row = np.empty(W, np.float32)
-    for pos in range(lo, hi):
-        for r in range(r0, r1):
-            decode_rows(kind, bits, kc, ke, ks1, ks2, pos, 1, r, dim, cg, levels, qjl_coef, row, 0, 0)
+    tile = aligned_zeros(rows * TILE * W)
+    part_scores = aligned_zeros(rows * Q * TILE)  # [row, query, position]: the tile's scores, then exponentials
+    m = np.full((rows, Q), -np.inf, np.float32)
+    l = np.zeros((rows, Q), np.float32)
+    for t0 in range(lo, hi, TILE):
+        count = min(hi, t0 + TILE) - t0
+        if count < TILE:
+            tile[:] = 0.0
+        _decode_tile(kind, bits, kc, ke, ks1, ks2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
+        for r in range(rows):
+            for q0 in range(0, Q, MAX_QUERIES):
+                for part in range(0, TILE, DOT_ROWS):
+                    tile_dots_n(qx, ((r0 + r) * Q + q0) * W, W, min(MAX_QUERIES, Q - q0), tile,
+                                (r * TILE + part) * W, W, part_scores, (r * Q + q0) * TILE + part, TILE)
             for qi in range(Q):
-                if pos < limits[qi % n]:
-                    s = np.float32(0.0)
-                    for i in range(W):
-                        s += qx[r, qi, i] * row[i]
-                    scores[r, qi, pos] = s
-                else:
-                    scores[r, qi, pos] = -np.inf
-    for r in range(r0, r1):
+                at = (r * Q + qi) * TILE
+                for t in range(max(0, min(count, limits[qi % n] - t0)), TILE):
+                    part_scores[at + t] = -np.inf
+                for t in range(count):
+                    scores[r0 + r, qi, t0 + t] = part_scores[at + t]
+                top = lanes_max(part_scores, at, TILE, m[r, qi])
+                if top == -np.inf:
+                    continue
+                if top > m[r, qi]:
+                    l[r, qi] *= np.float32(math.exp(m[r, qi] - top))
+                    m[r, qi] = top
+                l[r, qi] += exp_shifted(part_scores, at, TILE, top, part_scores)
+    for r in range(rows):
         for qi in range(Q):
-            top = -np.inf
-            for pos in range(lo, hi):
-                top = max(top, scores[r, qi, pos])
-            total = np.float32(0.0)
-            if top != -np.inf:
-                for pos in range(lo, hi):
-                    total += np.float32(math.exp(scores[r, qi, pos] - top))
-            m_out[r, sp, qi] = top
-            l_out[r, sp, qi] = total
+            m_out[r0 + r, sp, qi] = m[r, qi]
+            l_out[r0 + r, sp, qi] = l[r, qi]
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _values_task(kind, bits, g, sp, vc, ve, vs1, vs2, dim, cg, levels, qjl_coef, split, threshold, scores, top, norm,
                  acc_out):
     """Split sp of row group g's value rows weighted into acc_out, skipping those below the threshold
-    for every query; the count skipped."""
+    for every query; the count skipped. A tile at a time: the weights by the vector exponential, the
+    kept rows decoded in runs (a skipped row is neither read nor decoded: its slot is zeroed), and
+    added as in _flash_task."""
     R, _, Q, W = acc_out.shape
     r0 = g * ROW_GROUP
-    r1 = min(R, r0 + ROW_GROUP)
+    rows = min(R, r0 + ROW_GROUP) - r0
     lo = sp * split
     hi = min(vc.shape[0], lo + split)
-    row = np.empty(W, np.float32)
-    weights = np.empty(Q, np.float32)
-    acc = np.zeros((r1 - r0, Q, W), np.float32)
-    count = 0
-    for pos in range(lo, hi):
-        for r in range(r0, r1):
-            largest = np.float32(0.0)
+    tile = aligned_zeros(rows * TILE * W)
+    weights = aligned_zeros(rows * Q * TILE)  # [row, query, position]
+    acc = aligned_zeros(rows * Q * W)
+    skipped = 0
+    for t0 in range(lo, hi, TILE):
+        count = min(hi, t0 + TILE) - t0
+        for r in range(rows):
             for qi in range(Q):
-                weights[qi] = np.float32(math.exp(scores[r, qi, pos] - top[r, qi])) / norm[r, qi]
-                largest = max(largest, weights[qi])
-            if largest < threshold:
-                count += 1
-                continue
-            decode_rows(kind, bits, vc, ve, vs1, vs2, pos, 1, r, dim, cg, levels, qjl_coef, row, 0, 0)
-            for qi in range(Q):
-                for i in range(W):
-                    acc[r - r0, qi, i] += weights[qi] * row[i]
-    for r in range(r0, r1):
+                at = (r * Q + qi) * TILE
+                for t in range(TILE):
+                    weights[at + t] = scores[r0 + r, qi, t0 + t] if t < count else -np.inf
+                exp_shifted(weights, at, TILE, top[r0 + r, qi], weights)
+                for t in range(TILE):
+                    weights[at + t] /= norm[r0 + r, qi]
+            start = 0  # the first position of the current run of kept rows
+            for t in range(TILE + 1):
+                kept = False
+                if t < count:
+                    for qi in range(Q):
+                        kept |= weights[(r * Q + qi) * TILE + t] >= threshold
+                if kept:
+                    continue
+                if t > start:
+                    decode_rows(kind, bits, vc, ve, vs1, vs2, t0 + start, t - start, r0 + r, dim, cg, levels,
+                                qjl_coef, tile, (r * TILE + start) * W, W)
+                if t < TILE:  # a skipped row, or a slot past the last position
+                    if t < count:
+                        skipped += 1
+                    for qi in range(Q):
+                        weights[(r * Q + qi) * TILE + t] = 0.0
+                    for i in range((r * TILE + t) * W, (r * TILE + t + 1) * W):
+                        tile[i] = 0.0
+                start = t + 1
+            for q0 in range(0, Q, MAX_QUERIES):
+                for part in range(0, TILE, AXPY_ROWS):
+                    tile_axpy_n(acc, (r * Q + q0) * W, W, min(MAX_QUERIES, Q - q0), weights,
+                                (r * Q + q0) * TILE + part, TILE, tile, (r * TILE + part) * W, W)
+    for r in range(rows):
         for qi in range(Q):
             for i in range(W):
-                acc_out[r, sp, qi, i] = acc[r - r0, qi, i]
-    return count
+                acc_out[r0 + r, sp, qi, i] = acc[(r * Q + qi) * W + i]
+    return skipped
 
 
 # ---- drivers -----------------------------------------------------------------------------------
