@@ -129,18 +129,11 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
     acc = aligned_zeros(rows * Q * W)
     for t0 in range(lo, hi, TILE):
         count = min(hi, t0 + TILE) - t0
-        if count < TILE:  # the last tile: the rows past its end weigh 0 and must hold finite values
-            tile[:] = 0.0
-        _decode_tile(kind, bits, kc, ke, ks1, ks2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
+        _score_tile(kind, bits, qx, seen, r0, rows, kc, ke, ks1, ks2, t0, count, dim, cg, levels, qjl_coef, tile,
+                    scores)
         for r in range(rows):
-            for q0 in range(0, Q, MAX_QUERIES):
-                for part in range(0, TILE, DOT_ROWS):
-                    tile_dots_n(qx, ((r0 + r) * Q + q0) * W, W, min(MAX_QUERIES, Q - q0), tile,
-                                (r * TILE + part) * W, W, scores, (r * Q + q0) * TILE + part, TILE)
             for qi in range(Q):
                 at = (r * Q + qi) * TILE
-                for t in range(max(0, min(count, seen[qi] - t0)), TILE):
-                    scores[at + t] = -np.inf
                 top = lanes_max(scores, at, TILE, m[r, qi])
                 if top == -np.inf:
                     scores[at:at + TILE] = 0.0
@@ -164,6 +157,26 @@ def _flash_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, vc, ve, vs1,
             l_out[r0 + r, sp, qi] = l[r, qi]
             for i in range(W):
                 acc_out[r0 + r, sp, qi, i] = acc[(r * Q + qi) * W + i]
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _score_tile(kind, bits, qx, seen, r0, rows, kc, ke, ks1, ks2, t0, count, dim, cg, levels, qjl_coef, tile, scores):
+    """Positions t0 .. t0+count-1 of rows r0 .. r0+rows-1: the key rows decoded into the tile and scored
+    by every query into scores [row, query, TILE]; -inf where query qi does not see the position
+    (seen[qi] and past) or past the tile's count."""
+    R, Q, W = qx.shape
+    if count < TILE:  # the last tile: the rows past its end weigh 0 and must hold finite values
+        tile[:] = 0.0
+    _decode_tile(kind, bits, kc, ke, ks1, ks2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
+    for r in range(rows):
+        for q0 in range(0, Q, MAX_QUERIES):
+            for part in range(0, TILE, DOT_ROWS):
+                tile_dots_n(qx, ((r0 + r) * Q + q0) * W, W, min(MAX_QUERIES, Q - q0), tile,
+                            (r * TILE + part) * W, W, scores, (r * Q + q0) * TILE + part, TILE)
+        for qi in range(Q):
+            at = (r * Q + qi) * TILE
+            for t in range(max(0, min(count, seen[qi] - t0)), TILE):
+                scores[at + t] = -np.inf
 
 
 @njit(cache=True)
@@ -234,20 +247,16 @@ def _scores_task(kind, bits, g, sp, qx, limits, n, kc, ke, ks1, ks2, dim, cg, le
     part_scores = aligned_zeros(rows * Q * TILE)  # [row, query, position]: the tile's scores, then exponentials
     m = np.full((rows, Q), -np.inf, np.float32)
     l = np.zeros((rows, Q), np.float32)
+    seen = np.empty(Q, np.int64)
+    for qi in range(Q):
+        seen[qi] = limits[qi % n]
     for t0 in range(lo, hi, TILE):
         count = min(hi, t0 + TILE) - t0
-        if count < TILE:
-            tile[:] = 0.0
-        _decode_tile(kind, bits, kc, ke, ks1, ks2, t0, count, r0, rows, dim, cg, levels, qjl_coef, tile, W)
+        _score_tile(kind, bits, qx, seen, r0, rows, kc, ke, ks1, ks2, t0, count, dim, cg, levels, qjl_coef, tile,
+                    part_scores)
         for r in range(rows):
-            for q0 in range(0, Q, MAX_QUERIES):
-                for part in range(0, TILE, DOT_ROWS):
-                    tile_dots_n(qx, ((r0 + r) * Q + q0) * W, W, min(MAX_QUERIES, Q - q0), tile,
-                                (r * TILE + part) * W, W, part_scores, (r * Q + q0) * TILE + part, TILE)
             for qi in range(Q):
                 at = (r * Q + qi) * TILE
-                for t in range(max(0, min(count, limits[qi % n] - t0)), TILE):
-                    part_scores[at + t] = -np.inf
                 for t in range(count):
                     scores[r0 + r, qi, t0 + t] = part_scores[at + t]
                 top = lanes_max(part_scores, at, TILE, m[r, qi])

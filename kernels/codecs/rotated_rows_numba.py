@@ -39,6 +39,15 @@ def padded_codebook(codebook: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
+def _unrotate_rows(out, first, count, signs, rotate):
+    """The inverse rotation of rows first .. first + count - 1 of out [G, g], each in registers."""
+    g = out.shape[1]
+    scale = np.float32(1.0 / np.sqrt(g))
+    for r in range(first, first + count):
+        unrotate(out, r * g, g, scale, signs, rotate)
+
+
+@njit(cache=True, inline="always")
 def _planes(codes, first, count, norms, bits, levels, out):
     """Rows first .. first + count - 1 of turbo_rows, decoded (a literal bit width per branch)."""
     nb = codes.shape[2]
@@ -57,16 +66,13 @@ def _planes(codes, first, count, norms, bits, levels, out):
 @njit(parallel=True, cache=True)
 def turbo_rows(codes, norms, levels, signs, rotate, out):
     """codes [G, bits, g/8] uint8 (bit planes), norms [G] uint16 (fp16 bits) -> out [G, g] float32 =
-    signs * FWHT(norm * levels[code]) (rows_fit(g); levels: padded_codebook)."""
+    signs * FWHT(norm * levels[code]) (levels: padded_codebook)."""
     G, bits = codes.shape[0], codes.shape[1]
-    g = out.shape[1]
-    scale = np.float32(1.0 / np.sqrt(g))
     for task in prange((G + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         first = task * ROWS_PER_TASK
         count = min(ROWS_PER_TASK, G - first)
         _planes(codes, first, count, norms, bits, levels, out)
-        for r in range(first, first + count):
-            unrotate(out, r * g, g, scale, signs, rotate)
+        _unrotate_rows(out, first, count, signs, rotate)
 
 
 @njit(cache=True, inline="always")
@@ -90,14 +96,11 @@ def tcq_rows(codes, norms, k, levels, signs, rotate, out):
     """codes [G, g*k/8] uint8 (tail-biting streams), norms [G] uint16 (fp16 bits) -> out [G, g]
     float32 = signs * FWHT(norm * levels[state]) (levels: the 2^L states')."""
     G = codes.shape[0]
-    g = out.shape[1]
-    scale = np.float32(1.0 / np.sqrt(g))
     for task in prange((G + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
         first = task * ROWS_PER_TASK
         count = min(ROWS_PER_TASK, G - first)
         _trellis(codes, first, count, norms, k, levels, out)
-        for r in range(first, first + count):
-            unrotate(out, r * g, g, scale, signs, rotate)
+        _unrotate_rows(out, first, count, signs, rotate)
 
 
 def _fp16_bits(t: torch.Tensor) -> np.ndarray:
